@@ -1,0 +1,33 @@
+"""The one batching helper. `Model.predict` and every torch loop slice work through here."""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+
+def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices of at most `batch_size` covering range(n)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+def torch_batched(fn: Callable[..., "torch.Tensor"], *tensors: "torch.Tensor", batch_size: int) -> "torch.Tensor":
+    """Apply `fn` to aligned slices of `tensors` (all with the same first dimension) and concatenate."""
+    import torch
+
+    n = tensors[0].shape[0]
+    if n <= batch_size:
+        return fn(*tensors)
+    return torch.cat([fn(*(t[s] for t in tensors)) for s in batch_slices(n, batch_size)], dim=0)
+
+
+def numpy_batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Apply `fn` to slices of `x` and concatenate the results along axis 0."""
+    n = x.shape[0]
+    if n <= batch_size:
+        return fn(x)
+    outs: Sequence[np.ndarray] = [fn(x[s]) for s in batch_slices(n, batch_size)]
+    return np.concatenate(outs, axis=0)

@@ -1,0 +1,128 @@
+"""Explanation: the one result type. Raw float32 maps plus everything needed to reproduce them."""
+from __future__ import annotations
+
+import functools
+import platform
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .model import Model
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Renderers only read this. `maps` is (N, H, W) float32 in the model's input resolution.
+
+    `extras` holds method-specific arrays and figures (signed attributions, LIME weights and
+    segments, completeness errors, ...); `params` the method parameters as called.
+    """
+
+    method: str
+    maps: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+    scores: np.ndarray
+    params: dict[str, Any]
+    model_sha256: str
+    versions: dict[str, str]
+    labels: tuple[str, ...] | None = None
+    seconds: float = 0.0
+    device: str = "cpu"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.maps.ndim != 3 or self.maps.dtype != np.float32:
+            raise ValueError(f"maps must be float32 (N, H, W), got {self.maps.dtype} {self.maps.shape}")
+        if len(self.targets) != self.maps.shape[0]:
+            raise ValueError("one target per map")
+
+    def __len__(self) -> int:
+        return int(self.maps.shape[0])
+
+    def target_name(self, i: int) -> str:
+        t = int(self.targets[i])
+        return self.labels[t] if self.labels and t < len(self.labels) else str(t)
+
+    def record(self, i: int | None = None) -> dict[str, Any]:
+        """JSON-ready summary (no big arrays): per image when `i` is given, else for the whole call."""
+        scalars = {k: _plain(v) for k, v in self.extras.items() if _is_small(v)}
+        if i is not None:
+            per_image = {k: _plain(v[i]) for k, v in self.extras.items()
+                         if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == len(self) and v.ndim == 1}
+            return {
+                "method": self.method, "index": i, "target": int(self.targets[i]), "target_name": self.target_name(i),
+                "score": float(self.scores[i]), "params": _plain(self.params), "seconds": self.seconds,
+                "device": self.device, "model_sha256": self.model_sha256, **per_image,
+            }
+        return {
+            "method": self.method, "n": len(self), "targets": self.targets.tolist(),
+            "target_names": [self.target_name(j) for j in range(len(self))],
+            "scores": self.scores.tolist(), "params": _plain(self.params), "seconds": self.seconds,
+            "device": self.device, "model_sha256": self.model_sha256, "versions": self.versions,
+            **scalars,
+        }
+
+
+def make_explanation(
+    model: "Model",
+    method: str,
+    x: np.ndarray,
+    targets: np.ndarray,
+    maps: np.ndarray,
+    *,
+    params: dict[str, Any],
+    scores: np.ndarray | None = None,
+    extras: dict[str, Any] | None = None,
+) -> Explanation:
+    """Fill in what every method shares (scores, model hash, versions) so methods only compute maps."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if scores is None:
+        probs = model.predict(x)
+        scores = probs[np.arange(len(targets)), targets]
+    return Explanation(
+        method=method,
+        maps=np.ascontiguousarray(maps, dtype=np.float32),
+        inputs=x,
+        targets=targets,
+        scores=np.asarray(scores, dtype=np.float32),
+        params=dict(params),
+        model_sha256=model.sha256,
+        versions=library_versions(),
+        labels=model.spec.labels,
+        device=model.device,
+        extras=dict(extras or {}),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("onnxplain", "numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "torch", "onnx2torch", "scikit-image"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _is_small(v: Any) -> bool:
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return True
+    return isinstance(v, np.ndarray) and v.ndim == 1 and v.size <= 4096
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v

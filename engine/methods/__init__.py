@@ -1,0 +1,1 @@
+"""Every method, imported explicitly so that each registers itself once (no `import *`)."""

@@ -1,0 +1,323 @@
+"""Model: an ONNX file, its InputSpec, an onnxruntime session and (lazily) an equivalent torch module.
+
+The device is chosen once, explicitly (`cpu` or `cuda`); `auto` is resolved by the CLI.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+import onnx
+
+from .batching import batch_slices
+from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError
+from .input_spec import InputSpec
+from .layers import LayerInfo, onnx_layers
+from .sidecar import read_sidecar
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    import torch
+
+log = logging.getLogger(__name__)
+
+Device = Literal["cpu", "cuda"]
+OutputKind = Literal["probabilities", "logits"]
+TORCH_PARITY_WARN = 1e-4
+MAX_MODEL_BYTES = 2 * 1024**3
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Load and check an ONNX file; anything else gives a one-line UnsupportedModelError."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise BadInputError(f"{p} is a folder; give a model file")
+    size = p.stat().st_size
+    if size == 0:
+        raise UnsupportedModelError(f"{p} is empty (0 bytes); re-export or re-download the model")
+    if size > MAX_MODEL_BYTES:
+        raise UnsupportedModelError(f"{p} is {size / 1024**3:.1f} GiB; onnxplain handles models up to 2 GiB")
+    head = p.read_bytes()[:8]
+    if head.startswith(b"\x89HDF"):
+        raise UnsupportedModelError(f"{p} is an HDF5 (Keras .h5) file, not ONNX; rename it to .h5 or run `onnxplain export {p}`")
+    if head.startswith(b"PK\x03\x04"):
+        raise UnsupportedModelError(f"{p} is a zip archive (PyTorch or Keras 3 file), not ONNX; run `onnxplain export {p}`")
+    try:
+        model = onnx.load(str(p))
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeError, ValueError... for garbage
+        raise UnsupportedModelError(f"{p} is not a readable ONNX file ({type(exc).__name__}); is it truncated or another format?") from exc
+    if not model.graph.node:
+        raise UnsupportedModelError(f"{p} holds no ONNX graph (truncated or not an ONNX model)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedModelError(f"{p} fails the ONNX checker: {first}") from exc
+    return model
+
+
+class Model:
+    """An ONNX classifier ready to predict (onnxruntime) and to differentiate (torch, built lazily)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        device: Device = "cpu",
+        *,
+        layout: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        scale: float | None = None,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+        labels: str | Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if device not in ("cpu", "cuda"):
+            raise BadInputError(f"device {device!r} is not 'cpu' or 'cuda' (resolve 'auto' before building a Model)")
+        self.path = Path(path)
+        self.device: Device = device
+        self.onnx = load_onnx(self.path)
+        self.sha256 = file_sha256(self.path)
+        self.sidecar: dict[str, Any] = read_sidecar(self.path) or {}
+        self.spec = InputSpec.from_onnx(
+            self.onnx, self.sidecar, layout=layout, input_shape=input_shape,
+            scale=scale, mean=mean, std=std, labels=labels,
+        )
+        self._threads = threads
+        self.session = self._make_session()
+        out = self.session.get_outputs()
+        if len(out) < 1:
+            raise UnsupportedModelError(f"{self.path} has no outputs")
+        self.output_name = out[0].name
+        self.n_classes = self._probe_classes()
+        self.output_kind: OutputKind = self._output_kind()
+        self._torch_parity: float | None = None
+
+    # ------------------------------------------------------------------ onnxruntime
+    def _make_session(self) -> "ort.InferenceSession":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if self._threads:
+            opts.intra_op_num_threads = int(self._threads)
+        if self.device == "cuda":
+            _preload_cuda_libraries(ort)
+            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        try:
+            sess = ort.InferenceSession(self.onnx.SerializeToString(), sess_options=opts, providers=providers)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnsupportedModelError(f"onnxruntime cannot run {self.path}: {first}") from exc
+        if self.device == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
+            raise DeviceError(f"--device cuda was asked for but onnxruntime fell back to CPU: {_cuda_fallback_reason(ort)}")
+        return sess
+
+    def _probe_classes(self) -> int:
+        probe = np.zeros((1, *self.spec.shape), dtype=np.float32)
+        try:
+            y = self.session.run([self.output_name], {self.spec.input_name: probe})[0]
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnsupportedModelError(
+                f"{self.path} does not run on a (1, {', '.join(map(str, self.spec.shape))}) input: {first}"
+            ) from exc
+        if y.ndim != 2 or y.shape[0] != 1:
+            raise UnsupportedModelError(f"{self.path} outputs shape {y.shape}; onnxplain expects (N, classes) scores")
+        return int(y.shape[1])
+
+    def _output_kind(self) -> OutputKind:
+        side = (self.sidecar.get("output") or {}).get("kind")
+        if side in ("probabilities", "logits"):
+            return side
+        producers = {o: n for n in self.onnx.graph.node for o in n.output}
+        node = producers.get(self.output_name)
+        # tf2onnx and torch exporters may put Identity/Reshape after the softmax.
+        while node is not None and node.op_type in ("Identity", "Reshape", "Squeeze", "Flatten"):
+            node = producers.get(node.input[0])
+        return "probabilities" if node is not None and node.op_type in ("Softmax", "LogSoftmax") else "logits"
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Model outputs for preprocessed input `x` (N, *spec.shape), run in batches of `batch_size`."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.spec.shape:
+            raise BadInputError(f"input has shape {tuple(x.shape)}; the model expects (N, {', '.join(map(str, self.spec.shape))})")
+        if x.shape[0] == 0:
+            return np.zeros((0, self.n_classes), dtype=np.float32)
+        if not self.spec.dynamic_batch:
+            batch_size = 1 if self._fixed_batch() == 1 else self._fixed_batch()
+        outs = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
+        for s in batch_slices(x.shape[0], batch_size):
+            chunk = x[s]
+            pad = 0
+            if not self.spec.dynamic_batch and chunk.shape[0] != batch_size:
+                pad = batch_size - chunk.shape[0]
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+            y = self.session.run([self.output_name], {self.spec.input_name: chunk})[0]
+            outs[s] = y[: y.shape[0] - pad] if pad else y
+        return outs
+
+    def predict_images(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        return self.predict(self.spec.to_model_input(images), batch_size)
+
+    def _fixed_batch(self) -> int:
+        dim = self.onnx.graph.input[0].type.tensor_type.shape.dim
+        for value in self.onnx.graph.input:
+            if value.name == self.spec.input_name:
+                dim = value.type.tensor_type.shape.dim
+        return int(dim[0].dim_value) if dim and dim[0].dim_value > 0 else 1
+
+    # ------------------------------------------------------------------ torch
+    @property
+    def torch_device(self) -> "torch.device":
+        import torch
+
+        return torch.device(self.device)
+
+    @cached_property
+    def torch_module(self) -> "torch.nn.Module":
+        """The same network as a torch module on this Model's device, checked once against onnxruntime."""
+        from .torch_bridge import to_torch
+
+        module = to_torch(self.onnx).to(self.torch_device).eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        self._torch_parity = self._check_torch_parity(module)
+        if self._torch_parity > TORCH_PARITY_WARN:
+            msg = (f"{self.path.name}: the torch module differs from onnxruntime by {self._torch_parity:.2e} "
+                   f"(> {TORCH_PARITY_WARN:g}); gradient methods may not match forward methods")
+            log.warning(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return module
+
+    @property
+    def torch_parity(self) -> float:
+        """Max |onnxruntime - torch| on seeded random inputs (builds the torch module if needed)."""
+        _ = self.torch_module
+        assert self._torch_parity is not None
+        return self._torch_parity
+
+    def _check_torch_parity(self, module: "torch.nn.Module") -> float:
+        import torch
+
+        rng = np.random.default_rng(0)
+        pixels = rng.uniform(0, 255, size=(4, self.spec.height, self.spec.width, self.spec.channels)).astype(np.float32)
+        x = self.spec.pixels_to_model(pixels)
+        ref = self.predict(x)
+        try:
+            with torch.no_grad():
+                got = module(torch.from_numpy(x).to(self.torch_device)).float().cpu().numpy()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConversionError(f"the torch module built from {self.path.name} fails to run: {first}") from exc
+        if got.shape != ref.shape:
+            raise ConversionError(f"the torch module gives shape {got.shape}, onnxruntime {ref.shape}")
+        return float(np.abs(got - ref).max())
+
+    # ------------------------------------------------------------------ structure
+    @cached_property
+    def _layers(self) -> list[LayerInfo]:
+        return onnx_layers(self.onnx, self.spec, self.sidecar.get("layer_names"))
+
+    def layers(self) -> list[LayerInfo]:
+        """Conv, dense and normalisation layers with source-framework names, output shapes and parameters."""
+        return list(self._layers)
+
+    def conv_layers(self) -> list[LayerInfo]:
+        return [layer for layer in self._layers if layer.kind == "conv"]
+
+    def find_layer(self, name: str | None, *, kind: str = "conv") -> LayerInfo:
+        """A layer by the name the student knows; None picks the last layer of `kind`."""
+        candidates = [layer for layer in self._layers if layer.kind == kind] if kind else list(self._layers)
+        if name is None:
+            if not candidates:
+                raise BadInputError(f"{self.path.name} has no {kind} layer")
+            return candidates[-1]
+        for layer in self._layers:
+            if name in (layer.name, layer.onnx_node):
+                return layer
+        known = ", ".join(layer.name for layer in candidates) or "none"
+        raise BadInputError(f"unknown layer {name!r}; {kind} layers: {known}")
+
+    @property
+    def parameter_count(self) -> int:
+        return int(sum(int(np.prod(t.dims)) for t in self.onnx.graph.initializer
+                       if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 1 and int(np.prod(t.dims)) > 1))
+
+    def summary(self) -> dict[str, Any]:
+        """What `inspect` prints: the Keras-style summary a grader wants."""
+        opset = next((o.version for o in self.onnx.opset_import if o.domain in ("", "ai.onnx")), None)
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "opset": opset,
+            "producer": f"{self.onnx.producer_name} {self.onnx.producer_version}".strip(),
+            "input": {"name": self.spec.input_name, "layout": self.spec.layout, "channels": self.spec.channels,
+                      "height": self.spec.height, "width": self.spec.width, "dynamic_batch": self.spec.dynamic_batch},
+            "preprocessing": {"scale": self.spec.scale, "mean": list(self.spec.mean), "std": list(self.spec.std)},
+            "labels": list(self.spec.labels) if self.spec.labels else None,
+            "classes": self.n_classes,
+            "output_kind": self.output_kind,
+            "layers": [layer.as_dict() for layer in self._layers],
+            "total_params": sum(layer.params for layer in self._layers),
+            "all_params": self.parameter_count,
+            "torch_parity": self._torch_parity,
+            "export_parity": (self.sidecar.get("parity") or {}).get("max_abs_diff"),
+            "source": self.sidecar.get("source"),
+        }
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, device={self.device!r}, spec={self.spec})"
+
+
+def _preload_cuda_libraries(ort: Any) -> None:
+    """Let onnxruntime find the CUDA/cuDNN libraries that the torch wheel ships (ORT >= 1.21)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # a failed preload is explained by the fallback check that follows
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
+def _cuda_fallback_reason(ort: Any) -> str:
+    import ctypes
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "this onnxruntime build has no CUDA provider; install onnxruntime-gpu instead of onnxruntime"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is visible (torch.cuda.is_available() is False); use --device cpu"
+    except ImportError:
+        pass
+    missing = []
+    for lib in ("libcudart.so.12", "libcublasLt.so.12", "libcudnn.so.9", "libcufft.so.11", "libcurand.so.10"):
+        try:
+            ctypes.CDLL(lib)
+        except OSError:
+            missing.append(lib)
+    if missing:
+        return f"missing CUDA/cuDNN libraries: {', '.join(missing)}; install the CUDA 12 runtime and cuDNN 9, or use --device cpu"
+    return "the CUDA provider failed to initialise (see onnxruntime's log with ORT_LOG_SEVERITY=0); use --device cpu"

@@ -1,0 +1,118 @@
+"""The method registry and `explain()`, the one entry point pipelines call.
+
+A method is a function `(model, x, targets, *, batch_size, seed, **params) -> Explanation`
+registered once under a name; registering a name twice raises (as onnx2torch's add_converter does).
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+import numpy as np
+
+from .errors import BadInputError
+
+if TYPE_CHECKING:
+    from .explanation import Explanation
+    from .model import Model
+
+log = logging.getLogger(__name__)
+
+MethodFn = Callable[..., "Explanation"]
+Backend = Literal["onnxruntime", "torch"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    fn: MethodFn
+    backend: Backend
+    default_batch_size: int
+    summary: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Keyword parameters and their defaults (beyond batch_size and seed)."""
+        sig = inspect.signature(self.fn)
+        return {n: p.default for n, p in sig.parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("batch_size", "seed")}
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+
+
+def register(name: str, *, backend: Backend, default_batch_size: int = 64) -> Callable[[MethodFn], MethodFn]:
+    def deco(fn: MethodFn) -> MethodFn:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
+        summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
+        _REGISTRY[name] = MethodInfo(name, fn, backend, default_batch_size, summary)
+        return fn
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    from . import methods  # noqa: F401  (explicit imports register every method)
+
+
+def method_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> MethodInfo:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise BadInputError(f"unknown method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def resolve_targets(model: "Model", x: np.ndarray, targets: Any) -> np.ndarray:
+    """None -> predicted class; an int or label name -> that class for all; a sequence -> one per image."""
+    n = x.shape[0]
+    if targets is None or (isinstance(targets, str) and targets == "pred"):
+        return model.predict(x).argmax(axis=1).astype(np.int64)
+    k = model.n_classes
+    if isinstance(targets, (int, np.integer, str)):
+        return np.full(n, model.spec.class_index(targets, k), dtype=np.int64)
+    seq = list(targets)
+    if len(seq) != n:
+        raise BadInputError(f"got {len(seq)} targets for {n} images; give one target, or one per image")
+    return np.array([model.spec.class_index(t, k) for t in seq], dtype=np.int64)
+
+
+def explain(
+    model: "Model",
+    images: np.ndarray | Sequence[np.ndarray],
+    method: str = "saliency",
+    targets: Any = None,
+    *,
+    preprocessed: bool = False,
+    batch_size: int | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> "Explanation":
+    """Explain `images` (user images in pixel convention, or model input when `preprocessed`)."""
+    info = get_method(method)
+    unknown = set(params) - set(info.params)
+    if unknown:
+        raise BadInputError(
+            f"method {method!r} has no parameter {', '.join(sorted(unknown))}; "
+            f"its parameters: {', '.join(sorted(info.params)) or 'none'}"
+        )
+    x = model.spec.check_model_input(images) if preprocessed else model.spec.to_model_input(images)
+    tgt = resolve_targets(model, x, targets)
+    bs = int(batch_size or info.default_batch_size)
+    if bs < 1:
+        raise BadInputError(f"batch_size must be at least 1, got {bs}")
+    start = time.perf_counter()
+    result = info.fn(model, x, tgt, batch_size=bs, seed=int(seed), **params)
+    seconds = time.perf_counter() - start
+    log.info("%s on %d image(s) took %.3f s", method, x.shape[0], seconds)
+    return dataclasses.replace(result, seconds=seconds)

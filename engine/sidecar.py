@@ -1,0 +1,75 @@
+"""The sidecar `MODEL.onnx.json`: what the exporter knew about the model that ONNX cannot hold.
+
+Keys (all optional except `onnxplain_sidecar`):
+  source        {path, sha256, format, framework, framework_version, serialization}
+  exporter      {name, version, versions: {lib: version}}
+  opset         int
+  input         {name, layout: NCHW|NHWC, channels, height, width, dynamic_batch}
+  preprocessing {scale, mean, std}   model_input = (pixel * scale - mean) / std, pixel in [0, 255]
+  labels        [names]
+  output        {kind: probabilities|logits}
+  parity        {max_abs_diff, inputs, threshold, real_images}
+  layer_names   {onnx node name: name in the source framework}
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInputError
+
+SCHEMA_VERSION = 1
+
+
+def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
+    return Path(str(model_path) + ".json")
+
+
+def read_sidecar(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    path = sidecar_path(model_path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"sidecar {path} is not valid JSON ({exc}); delete it or re-run `onnxplain export`") from exc
+    if not isinstance(data, dict):
+        raise BadInputError(f"sidecar {path} must hold a JSON object; delete it or re-run `onnxplain export`")
+    return data
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write JSON so that a reader never sees half a file (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, default=_jsonable)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_sidecar(model_path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    return write_json_atomic(sidecar_path(model_path), {"onnxplain_sidecar": SCHEMA_VERSION, **data})
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
