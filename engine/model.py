@@ -209,6 +209,33 @@ class Model:
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return module
 
+    def torch_module_with(self, values: Sequence[str]) -> "torch.nn.Module":
+        """A torch module whose forward returns `(output, *values)`: the model output and the named
+        intermediate ONNX values (e.g. `LayerInfo.output`), all inside one autograd graph.
+
+        Built by exposing the values as extra graph outputs before conversion; cached per tuple.
+        """
+        key = tuple(values)
+        cache = self.__dict__.setdefault("_torch_with_cache", {})
+        if key not in cache:
+            from .torch_bridge import to_torch
+
+            known = {o for n in self.onnx.graph.node for o in n.output}
+            missing = [v for v in key if v not in known]
+            if missing:
+                raise BadInputError(f"the graph has no value named {missing[0]!r}")
+            extended = onnx.ModelProto()
+            extended.CopyFrom(self.onnx)
+            present = {o.name for o in extended.graph.output}
+            for v in key:
+                if v not in present:
+                    extended.graph.output.append(onnx.helper.make_empty_tensor_value_info(v))
+            module = to_torch(extended).to(self.torch_device).eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+            cache[key] = _SelectOutputs(module, [o.name for o in extended.graph.output], self.output_name, key)
+        return cache[key]
+
     @property
     def torch_parity(self) -> float:
         """Max |onnxruntime - torch| on seeded random inputs (builds the torch module if needed)."""
@@ -287,6 +314,20 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({str(self.path)!r}, device={self.device!r}, spec={self.spec})"
+
+
+class _SelectOutputs:
+    """Callable wrapper returning (model output, *requested values) in a fixed order."""
+
+    def __init__(self, module: "torch.nn.Module", names: list[str], output: str, values: tuple[str, ...]) -> None:
+        self.module = module
+        self._index = [names.index(output), *(names.index(v) for v in values)]
+
+    def __call__(self, x: "torch.Tensor") -> tuple["torch.Tensor", ...]:
+        outs = self.module(x)
+        if not isinstance(outs, (tuple, list)):
+            outs = (outs,)
+        return tuple(outs[i] for i in self._index)
 
 
 def _preload_cuda_libraries(ort: Any) -> None:
