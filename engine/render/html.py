@@ -1,0 +1,93 @@
+"""The report page: sections of text, tables and figures poured into one jinja2 template.
+
+Figures are embedded as base64 `data:` URIs, so the page is one self-contained file that can be
+mailed or archived; each figure also links to its PNG beside the page (`img/...`).
+"""
+from __future__ import annotations
+
+import base64
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+
+from ..sidecar import write_text_atomic
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Section:
+    """One part of the report: what was run (parameters, seconds) and what came out (blocks in order)."""
+
+    id: str
+    title: str
+    params: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def text(self, text: str) -> None:
+        self.blocks.append({"kind": "text", "text": text})
+
+    def heading(self, text: str) -> None:
+        self.blocks.append({"kind": "heading", "text": text})
+
+    def kv(self, rows: Sequence[tuple[str, Any]]) -> None:
+        self.blocks.append({"kind": "kv", "rows": list(rows)})
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric: Sequence[int] = ()) -> None:
+        self.blocks.append({"kind": "table", "headers": list(headers), "rows": [list(r) for r in rows],
+                            "numeric": set(numeric)})
+
+    def figure(self, png: str | os.PathLike[str], caption: str, *, relative_to: str | os.PathLike[str],
+               alt: str | None = None) -> None:
+        """Embed the PNG file `png`; `relative_to` is the report's folder (for the link to the file)."""
+        png = Path(png)
+        data = png.read_bytes()
+        width, height = png_size(data)
+        self.blocks.append({
+            "kind": "figure", "src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+            "file": Path(os.path.relpath(png, relative_to)).as_posix(), "caption": caption,
+            "alt": alt or caption, "width": width, "height": height,
+        })
+
+    @property
+    def figures(self) -> list[dict[str, Any]]:
+        return [b for b in self.blocks if b["kind"] == "figure"]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG file")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def render_report_html(
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    lead: str,
+    facts: Sequence[tuple[str, Any]],
+    sections: Sequence[Section],
+    footer: str,
+) -> Path:
+    """Write the report page atomically and return its path."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    page = env.get_template("report.html").render(
+        title=title, lead=lead, facts=list(facts), sections=list(sections), footer=footer,
+        css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
+    )
+    return write_text_atomic(path, page)
