@@ -131,3 +131,65 @@ def rng() -> np.random.Generator:
 def faces() -> np.ndarray:
     """The first 100 images of scikit-image's LFW subset (25x25 gray faces, floats in [0, 1])."""
     return np.load(DATA / "skimage_lfw_subset_200x25x25.npy")[:100]
+
+
+# ----------------------------------------------------------------------------- zoo models exported to ONNX
+# What the MANIFEST says about each zoo model, as export options (labels, preprocessing, missing facts).
+_ZOO_FER_SCALED = {"labels": "fer2013", "scale": 2.0 / 255.0, "mean": 1.0, "std": 1.0}  # (x/255 - 0.5) * 2
+_ZOO_EXPORT_OPTIONS: dict[str, dict] = {
+    "k01": _ZOO_FER_SCALED,
+    "k02": _ZOO_FER_SCALED,
+    "k03": {"labels": "fer2013", "scale": 1.0 / 255.0},
+    "k04": {"labels": "Angry,Happy,Neutral,Sad,Surprise", "scale": 1.0 / 255.0},
+    "k05": {"labels": "fer2013", "scale": 1.0 / 255.0},
+    "t04": {"input_shape": (1, 1, 28, 28), "labels": "digits"},
+    "t06": {"input_shape": (1, 1, 120, 120), "labels": "Closed,Open,yawn,no_yawn", "scale": 1.0 / 255.0,
+            "mean": 0.5, "std": 0.5},
+}
+
+
+def zoo_export_options(key: str) -> dict:
+    """Export options that make zoo model `key` export with its real labels and preprocessing."""
+    options = dict(_ZOO_EXPORT_OPTIONS.get(key, {}))
+    if key == "k05":
+        options["arch"] = zoo_path("k05_arch")
+    return options
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _onnxplain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Exports made during tests land in a cache shared by this run's xdist workers, never in ~/.cache."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "onnxplain-cache"
+    old = os.environ.get("ONNXPLAIN_CACHE")
+    os.environ["ONNXPLAIN_CACHE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("ONNXPLAIN_CACHE", None)
+    else:
+        os.environ["ONNXPLAIN_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def export_worker():
+    """One warm export process (TensorFlow and torch imported once) for the whole session."""
+    from onnxplain.exporters import ExportWorker
+
+    with ExportWorker() as worker:
+        yield worker
+
+
+@pytest.fixture(scope="session")
+def exported_zoo(export_worker, _onnxplain_cache) -> Callable[[str], Path]:
+    """Factory: exported_zoo("k01") -> Path of the zoo model as ONNX (+ sidecar), exported once through
+    `ensure_onnx` (o01-o03 are returned as they are). t03 and t05 cannot be exported (see MANIFEST)."""
+    from onnxplain.exporters import ensure_onnx
+
+    done: dict[str, Path] = {}
+
+    def get(key: str) -> Path:
+        if key not in done:
+            done[key] = ensure_onnx(zoo_path(key), worker=export_worker, **zoo_export_options(key))
+        return done[key]
+
+    return get

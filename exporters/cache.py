@@ -1,0 +1,69 @@
+"""The export cache: every command that takes MODEL exports a non-ONNX file once, then reuses it.
+
+An entry is keyed by the source file's sha256, the export options (and the content of an --arch
+file, and the parity images) and the exporter version, so a changed file or flag never reuses a
+stale export. An entry is complete when its sidecar exists: it is written last, atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxplain.engine.model import file_sha256
+from onnxplain.engine.sidecar import sidecar_path
+
+from .options import ExportOptions
+from .util import onnxplain_version
+
+CACHE_ENV = "ONNXPLAIN_CACHE"
+# Bump when an export of the same file with the same options would now come out different.
+EXPORT_FORMAT_VERSION = 1
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """`cache_dir`, else $ONNXPLAIN_CACHE, else ~/.cache/onnxplain."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "onnxplain"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    folder: Path
+    onnx: Path
+
+    @property
+    def ready(self) -> bool:
+        return self.onnx.is_file() and sidecar_path(self.onnx).is_file()
+
+
+def cache_key(src: str | os.PathLike[str], options: ExportOptions, images: Any = None) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": EXPORT_FORMAT_VERSION, "onnxplain": onnxplain_version(), "sha256": file_sha256(src),
+                         "options": options.to_json()}, sort_keys=True).encode())
+    arch_file = options.arch_file
+    if arch_file is not None:
+        h.update(b"arch\0" + file_sha256(arch_file).encode())
+    if images is not None:
+        arrays = [images] if isinstance(images, np.ndarray) else list(images)
+        for arr in arrays:
+            a = np.ascontiguousarray(arr)
+            h.update(f"img\0{a.dtype.str}\0{a.shape}\0".encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def cache_entry(src: str | os.PathLike[str], options: ExportOptions, images: Any = None,
+                cache_dir: str | os.PathLike[str] | None = None) -> CacheEntry:
+    key = cache_key(src, options, images)
+    folder = cache_root(cache_dir) / "exports" / key[:2] / key
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(src).stem)[:80] or "model"
+    return CacheEntry(folder=folder, onnx=folder / f"{stem}.onnx")
