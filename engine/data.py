@@ -620,7 +620,7 @@ def parse_inputs(items: Sequence[str]) -> list[tuple[str, np.ndarray]]:
         else:
             ds = load_dataset(path, rows=rows)
             stem = path.name.split(".")[0] or path.name
-            out += [(f"{stem}_{_safe(i)}", img) for i, img in zip(ds.ids, ds.images)]
+            out += [(f"{stem}_{_id_name(i)}", img) for i, img in zip(ds.ids, ds.images)]
     if not out:
         raise BadInputError("no input images given")
     return out
@@ -637,5 +637,12 @@ def _named(stem: str, arr: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return [(f"{stem}_{i}", img) for i, img in enumerate(arr)]
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(text).with_suffix("").as_posix()).strip("_") or "x"
+def _id_name(ident: str) -> str:
+    """`happy/0.png` -> `happy_0`; `299` -> `299`."""
+    root, dot, suffix = ident.rpartition(".")
+    return safe_name(root if dot and f".{suffix.lower()}" in IMAGE_SUFFIXES else ident)
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of `text` (image ids, layer and class names)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_.") or "x"

@@ -1,0 +1,4 @@
+"""`python -m onnxplain.cli` runs the command line."""
+from .app import main
+
+main()

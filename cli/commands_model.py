@@ -1,0 +1,140 @@
+"""`export` (any supported file -> ONNX + sidecar) and `inspect` (the Keras-style model summary)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from onnxplain.engine.errors import ConversionError
+from onnxplain.engine.sidecar import read_sidecar
+
+from .loading import ModelOptions, check_model_path, model_options, open_model
+from .options import (
+    MODEL_PANEL, ArchArgsOpt, ArchOpt, InputShapeOpt, JsonOpt, LabelsOpt, LayoutOpt, MeanOpt, ModelArg, QuietOpt,
+    ScaleOpt, StdOpt, TrustOpt, WeightsKeyOpt,
+)
+from .output import command_output, say
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)
+    app.command("inspect")(inspect_command)
+
+
+def export_command(
+    src: Annotated[Path, typer.Argument(help="A Keras .h5/.hdf5/.keras, PyTorch .pt/.pth/.pkl or .onnx file.",
+                                        show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The ONNX file to write (default: SRC with .onnx).",
+                                                show_default=False)] = None,
+    arch: ArchOpt = None,
+    arch_args: ArchArgsOpt = None,
+    input_shape: InputShapeOpt = None,
+    weights_key: WeightsKeyOpt = None,
+    trust: TrustOpt = False,
+    layout: LayoutOpt = None,
+    labels: LabelsOpt = None,
+    scale: ScaleOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    images: Annotated[Optional[list[str]], typer.Option(
+        "--images", help="Real images (INPUTS syntax) for the parity check; repeat the option for more.",
+        rich_help_panel=MODEL_PANEL, show_default=False)] = None,
+    allow_mismatch: Annotated[bool, typer.Option(
+        "--allow-mismatch", help="Write the ONNX file even when its outputs differ from the source model's.",
+        rich_help_panel=MODEL_PANEL)] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds the export may take.",
+                                           rich_help_panel=MODEL_PANEL)] = 120.0,
+    memory_gb: Annotated[float, typer.Option("--memory-gb", min=0.5, help="Memory cap of the export process (GiB).",
+                                             rich_help_panel=MODEL_PANEL)] = 4.0,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a Keras or PyTorch model to ONNX (in an isolated process), with a sidecar and a parity check."""
+    from onnxplain.engine.data import parse_inputs
+    from onnxplain.exporters import export
+
+    check_model_path(src)
+    kwargs = ModelOptions(labels=labels, scale=scale, mean=mean, std=std,
+                          layout=layout.value if layout else None, input_shape=input_shape, trust=trust, arch=arch,
+                          arch_args=arch_args, weights_key=weights_key).export_kwargs()
+    real = [img for _, img in parse_inputs(images)] if images else None
+    with command_output(json_mode=json_out, quiet=quiet) as run:
+        run.progress(f"exporting {src.name} to ONNX", None)
+        path = Path(export(src, out, images=real, allow_mismatch=allow_mismatch, timeout=timeout,
+                           memory_gb=memory_gb, **kwargs))
+        sidecar = read_sidecar(path) or {}
+        doc = {"command": "export", "source": str(src), "onnx": str(path), "sidecar": str(path) + ".json",
+               "parity": sidecar.get("parity"), "input": sidecar.get("input"),
+               "preprocessing": sidecar.get("preprocessing"), "labels": sidecar.get("labels"),
+               "opset": sidecar.get("opset")}
+        run.result(doc, paths=[path], human=lambda console: _print_export(console, doc))
+
+
+def _print_export(console: Console, doc: dict[str, Any]) -> None:
+    parity = doc.get("parity") or {}
+    figure = parity.get("max_abs_diff")
+    line = f"exported {doc['source']} (opset {doc.get('opset')})"
+    if figure is not None:
+        line += f"; parity with the source: max |diff| {figure:.2e}"
+    say(console, line)
+
+
+@model_options
+def inspect_command(
+    model: ModelArg,
+    parity: Annotated[bool, typer.Option(
+        "--parity/--no-parity", help="Build the torch module and measure its agreement with onnxruntime.")] = True,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    *,
+    model_opts: ModelOptions,
+) -> None:
+    """The model summary: layers, output shapes, parameters, input spec, output kind, opset, parity."""
+    with command_output(json_mode=json_out, quiet=quiet) as run:
+        m = open_model(model, model_opts, run.progress)
+        torch_error = None
+        if parity:
+            run.progress("building the torch module and checking parity", None)
+            try:
+                _ = m.torch_parity
+            except ConversionError as exc:  # the summary still stands; gradient methods will not
+                torch_error = str(exc)
+        summary = {"command": "inspect", **m.summary(), "device": m.device, "torch_error": torch_error}
+        run.result(summary, paths=[], human=lambda console: print_summary(console, summary))
+
+
+def print_summary(console: Console, s: dict[str, Any]) -> None:
+    table = Table(title=f"{Path(s['path']).name}", title_justify="left", show_lines=False)
+    for col, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for layer in s["layers"]:
+        shape = "(None, " + ", ".join(map(str, layer["output_shape"])) + ")" if layer["output_shape"] else "?"
+        table.add_row(layer["name"], f"{layer['kind']} ({layer['op_type']})", shape, f"{layer['params']:,}")
+    console.print(table)
+    spec = s["input"]
+    dims = (f"{spec['channels']}x{spec['height']}x{spec['width']}" if spec["layout"] == "NCHW"
+            else f"{spec['height']}x{spec['width']}x{spec['channels']}")
+    pre = s["preprocessing"]
+    lines = [
+        f"total params: {s['total_params']:,} (all float weights: {s['all_params']:,})",
+        f"input: {spec['name']} {spec['layout']} {dims}{' (dynamic batch)' if spec['dynamic_batch'] else ''}",
+        f"preprocessing: (pixel * {pre['scale']:.6g} - {_nums(pre['mean'])}) / {_nums(pre['std'])}",
+        f"output: {s['classes']} classes, {s['output_kind']}"
+        + (f" ({', '.join(s['labels'])})" if s.get("labels") else " (no labels; give --labels)"),
+        f"opset: {s['opset']}   producer: {s['producer'] or 'unknown'}   device: {s['device']}",
+    ]
+    if s.get("export_parity") is not None:
+        lines.append(f"export parity (source vs ONNX): max |diff| {s['export_parity']:.2e}")
+    if s.get("torch_parity") is not None:
+        lines.append(f"torch parity (torch module vs onnxruntime): max |diff| {s['torch_parity']:.2e}")
+    if s.get("torch_error"):
+        lines.append(f"torch module: FAILED ({s['torch_error']}); gradient methods are unavailable")
+    for line in lines:
+        say(console, line)
+
+
+def _nums(values: list[float]) -> str:
+    return values[0].__format__(".6g") if len(set(values)) == 1 else "(" + ", ".join(f"{v:.6g}" for v in values) + ")"

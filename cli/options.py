@@ -1,0 +1,108 @@
+"""Options shared by the commands: `str` Enums for choices and `Annotated` aliases, so that a
+command declares a common option in one line and every command spells it the same way."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from onnxplain.engine.errors import BadInputError
+from onnxplain.engine.segmentation import SEGMENTERS
+
+MODEL_PANEL = "Model loading"
+OUTPUT_PANEL = "Output"
+METHOD_PANEL = "Method parameters"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Layout(str, Enum):
+    NCHW = "NCHW"
+    NHWC = "NHWC"
+
+
+# LIME's segmentation algorithms, from the engine's own list.
+Segments = Enum("Segments", {name: name for name in SEGMENTERS}, type=str)  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------------ arguments
+ModelArg = Annotated[Path, typer.Argument(
+    help="The model: .onnx, Keras .h5/.hdf5/.keras, or PyTorch .pt/.pth/.pkl (exported on the fly, cached).",
+    show_default=False)]
+DataOpt = Annotated[Path, typer.Option(
+    "--data", help="A dataset: FER2013 CSV, ImageFolder or Food-11 folder, .npz (x, y), .npy, MNIST idx3-ubyte.",
+    show_default=False)]
+OptionalDataOpt = Annotated[Optional[Path], typer.Option(
+    "--data", help="A dataset to pick images from (with --per-class).", show_default=False)]
+LimitOpt = Annotated[Optional[int], typer.Option(
+    "--limit", min=1, help="Use only the first N images of the dataset.", show_default=False)]
+LayerOpt = Annotated[Optional[str], typer.Option(
+    "--layer", help="A conv layer by the name the source framework gave it (conv2d_7, features.3).",
+    show_default=False)]
+
+# ------------------------------------------------------------------------------------ model loading
+DeviceOpt = Annotated[Device, typer.Option(
+    "--device", help="auto: cuda when onnxruntime has the CUDA provider and torch sees a GPU, else cpu.",
+    case_sensitive=False, rich_help_panel=MODEL_PANEL)]
+LabelsOpt = Annotated[Optional[str], typer.Option(
+    "--labels", help="Class names: fer2013, food11, digits, or a comma-separated list a,b,c.",
+    rich_help_panel=MODEL_PANEL, show_default=False)]
+ScaleOpt = Annotated[Optional[float], typer.Option(
+    "--scale", help="Preprocessing: model input = (pixel * scale - mean) / std. Default: sidecar, else 1/255.",
+    rich_help_panel=MODEL_PANEL, show_default=False)]
+MeanOpt = Annotated[Optional[str], typer.Option(
+    "--mean", help="One number or one per channel (0.485,0.456,0.406).", rich_help_panel=MODEL_PANEL,
+    show_default=False)]
+StdOpt = Annotated[Optional[str], typer.Option(
+    "--std", help="One number or one per channel.", rich_help_panel=MODEL_PANEL, show_default=False)]
+LayoutOpt = Annotated[Optional[Layout], typer.Option(
+    "--layout", help="Input layout when the graph does not tell.", case_sensitive=False,
+    rich_help_panel=MODEL_PANEL, show_default=False)]
+InputShapeOpt = Annotated[Optional[str], typer.Option(
+    "--input-shape", help="Input shape N,C,H,W (or N,H,W,C), for dynamic or unknown inputs: 1,1,48,48.",
+    rich_help_panel=MODEL_PANEL, show_default=False)]
+TrustOpt = Annotated[bool, typer.Option(
+    "--trust", help="Allow code from the model file to run (whole-model pickles, Keras Lambda layers).",
+    rich_help_panel=MODEL_PANEL)]
+ArchOpt = Annotated[Optional[str], typer.Option(
+    "--arch", help="Architecture for weights-only files: a Keras JSON/YAML file, or MODULE:CLASS / file.py:CLASS.",
+    rich_help_panel=MODEL_PANEL, show_default=False)]
+ArchArgsOpt = Annotated[Optional[str], typer.Option(
+    "--arch-args", help='Arguments for --arch as JSON: \'{"num_classes": 7}\'.', rich_help_panel=MODEL_PANEL,
+    show_default=False)]
+WeightsKeyOpt = Annotated[Optional[str], typer.Option(
+    "--weights-key", help="Key of the state_dict inside a checkpoint dict (e.g. model_state_dict).",
+    rich_help_panel=MODEL_PANEL, show_default=False)]
+BatchSizeOpt = Annotated[Optional[int], typer.Option(
+    "--batch-size", min=1, help="Images per batch (default: the method's own).", rich_help_panel=MODEL_PANEL,
+    show_default=False)]
+
+# ------------------------------------------------------------------------------------ output
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Output folder (default: onnxplain-out/<model name>/...).", rich_help_panel=OUTPUT_PANEL,
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON document on stdout (progress and logs go to stderr).",
+    rich_help_panel=OUTPUT_PANEL)]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bars and no tables; print only the paths written.",
+    rich_help_panel=OUTPUT_PANEL)]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same results).")]
+
+
+def parse_index_list(text: str | None, what: str) -> list[int] | None:
+    """`0-15` or `0,3,7` -> indices (ranges inclusive)."""
+    if text is None:
+        return None
+    from onnxplain.engine.data import parse_rows
+
+    try:
+        return parse_rows(text)
+    except BadInputError:
+        raise BadInputError(f"--{what} {text!r} is not like 0-15 or 0,3,7") from None

@@ -1,0 +1,27 @@
+"""Fixtures for the command-line tests (helpers live in helpers.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.cli.helpers import write_pixel_csv, write_png
+
+
+@pytest.fixture()
+def tiny_data(tmp_path: Path) -> dict[str, Any]:
+    """16x16 gray images for the tiny 4-class model: a CSV (3 per class), a PNG and an .npy."""
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, size=(12, 16, 16), dtype=np.uint8)
+    labels = np.repeat(np.arange(4), 3)
+    np.save(tmp_path / "batch.npy", images[:2])
+    return {
+        "images": images,
+        "labels": labels,
+        "csv": write_pixel_csv(tmp_path / "train.csv", images, labels),
+        "png": write_png(tmp_path / "face.png", cv2.resize(images[0], (40, 40))),
+        "npy": tmp_path / "batch.npy",
+    }
