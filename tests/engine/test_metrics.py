@@ -1,61 +1,25 @@
-"""Faithfulness curves and the randomisation sanity check, on tiny seeded models with known answers.
-
-- LeftHalf: a linear two-class model that only reads the left half of the image (class 0's logit is
-  a positive weighting of the left-half pixels): its saliency ranks exactly the pixels that matter,
-  so deletion / insertion must beat a random ranking by far; a map of noise must not.
-- SquareSum: out_k = w_k * sum(x^2) + b_k: its saliency 2 |w_k| |x| is the image times a constant
-  whatever the weights, so the randomisation check must flag it (as an edge detector).
-- TinyCNN (conftest): a real little CNN, whose saliency depends on its weights: not flagged.
+"""Faithfulness curves and the randomisation sanity check, on tiny seeded models with known answers
+(see `metrics_models`): LeftHalf's saliency must beat a random ranking by far on deletion and
+insertion, a noise map must not; SquareSum's saliency (the image times a constant), an edge
+detector and a noise 'method' must be flagged by the randomisation check; the conftest TinyCNN's
+and a real zoo CNN's saliency must not.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
-import onnx
 import pytest
-import torch
 from onnx import numpy_helper
 from scipy.stats import spearmanr
-from torch import nn
 
 from onnxplain.engine import BadInputError, Model, explain, make_explanation
 from onnxplain.engine.metrics import (FLAG_THRESHOLD, auc, deletion_insertion, randomisation_check, spearman, ssim,
                                       trust_metrics)
 from onnxplain.engine.metrics import faithfulness
 from onnxplain.engine.metrics.randomisation import cascading_models, layer_parameters, top_down_layers
-
 from tests.conftest import export_onnx, zoo_path
-
-SIZE = 16
-
-
-class LeftHalf(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        w = torch.rand(SIZE, SIZE, generator=g) + 0.5
-        w[:, SIZE // 2:] = 0.0
-        self.fc = nn.Linear(SIZE * SIZE, 2)
-        with torch.no_grad():  # class 0: logit 0 (black) .. ~10 (image); class 1: constant 5
-            self.fc.weight.zero_()
-            self.fc.weight[0] = w.flatten() * (40.0 / (SIZE * SIZE))
-            self.fc.bias.copy_(torch.tensor([0.0, 5.0]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(x, 1))
-
-
-class SquareSum(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(3)
-        self.fc = nn.Linear(1, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc((x * x).flatten(1).sum(1, keepdim=True))
+from tests.engine.metrics_models import SIZE, LeftHalf, SquareSum, edge_detector, noise_maps
 
 
 @pytest.fixture(scope="module")
@@ -83,19 +47,6 @@ def images() -> np.ndarray:
 @pytest.fixture(scope="module")
 def left_saliency(left_model: Model, images: np.ndarray):
     return explain(left_model, images, "saliency", targets=0)
-
-
-def noise_maps(model, x, targets, *, batch_size, seed):
-    """A 'method' that ignores the model: seeded Gaussian noise."""
-    return np.random.default_rng(seed).normal(size=(len(x), model.spec.height, model.spec.width)).astype(np.float32)
-
-
-def edge_detector(model, x, targets, *, batch_size, seed):
-    """Adebayo et al.'s edge detector: Sobel gradient magnitude of the image, no model involved."""
-    pix = model.spec.model_to_pixels(x).mean(axis=-1)
-    gx = np.stack([cv2.Sobel(p, cv2.CV_32F, 1, 0) for p in pix])
-    gy = np.stack([cv2.Sobel(p, cv2.CV_32F, 0, 1) for p in pix])
-    return np.hypot(gx, gy).astype(np.float32)
 
 
 # ------------------------------------------------------------------ deletion / insertion
