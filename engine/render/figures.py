@@ -154,7 +154,7 @@ def render_grid(
         for col, (panel, expl) in enumerate(columns):
             ax = layout.axes(fig, row, col)
             _draw_panel(fig, layout, ax, panel, expl or expls[0], row, shown[row], colorbar=colorbar,
-                        heading=(expl.method if many and expl is not None else None))
+                        heading=(expl.method if many and expl is not None else None), titled=row == 0)
     default_title = " vs ".join(e.method for e in expls) if many else explanation_title(expls[0], None)
     fig.suptitle(title or default_title, fontsize=_FONT + 2, y=1 - 0.12 / layout.size_in[1], va="top")
     return save_figure(fig, path)
@@ -369,7 +369,7 @@ def lime_picture(image: np.ndarray, segments: np.ndarray, positive: np.ndarray, 
 
 
 def _draw_panel(fig: Figure, layout: Layout, ax: Axes, panel: str, explanation: "Explanation", index: int,
-                image: np.ndarray, *, colorbar: bool, heading: str | None = None) -> None:
+                image: np.ndarray, *, colorbar: bool, heading: str | None = None, titled: bool = True) -> None:
     amap = explanation.maps[index]
     signed = is_signed(explanation)
     if panel == "image":
@@ -399,7 +399,8 @@ def _draw_panel(fig: Figure, layout: Layout, ax: Axes, panel: str, explanation: 
         heading = heading or "superpixels: + green, - red"
     else:
         raise ValueError(f"unknown panel {panel!r}")
-    ax.set_title(heading, fontsize=_FONT)
+    if titled:
+        ax.set_title(heading, fontsize=_FONT)
 
 
 def _draw_image(ax: Axes, image: np.ndarray) -> None:
@@ -415,7 +416,7 @@ def _scale(amap: np.ndarray) -> float:
 
 
 def _default_row_label(explanation: "Explanation", i: int) -> str:
-    return f"target {explanation.target_name(i)}\nscore {explanation.scores[i]:.3f}"
+    return f"target {explanation.target_name(i)}\nscore {explanation.scores[i]:.3g}"
 
 
 def _check_index(explanation: "Explanation", index: int) -> None:
