@@ -1,0 +1,302 @@
+"""LIME: our closed-form fit against the lime package as the oracle, on tiny seeded models and the zoo.
+
+The oracle side is written the way lime_image writes it (segment-mean fudged image, row-by-row
+perturbed images, sklearn's cosine distances, `LimeBase.explain_instance_with_data`), so our
+vectorised perturbations, batching and fit are all checked, not only the algebra.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+import sklearn.metrics
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lime import lime_image
+from lime.lime_base import LimeBase
+
+from onnxplain.engine import BadInputError, Model, explain
+from onnxplain.engine.lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
+from onnxplain.engine.methods import lime as lime_method
+from onnxplain.engine.methods.lime import fit_lime, hidden_images, sample_masks, top_masks
+from onnxplain.engine.perturbation import Arrays
+from tests.engine.forward_data import images_for, o01, rgb_images, tiny_model  # noqa: F401  (fixtures)
+
+KERNEL_WIDTH = 0.25
+
+
+def lime_kernel_fn(d: np.ndarray, kernel_width: float) -> np.ndarray:
+    return np.sqrt(np.exp(-(d**2) / kernel_width**2))  # lime_image's default kernel, verbatim
+
+
+def lime_base_fit(data: np.ndarray, labels: np.ndarray, label: int) -> tuple[np.ndarray, float, float, float]:
+    """What LimeImageExplainer.explain_instance fits for one label: (weights by feature id, intercept, score, local_pred)."""
+    distances = sklearn.metrics.pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
+    base = LimeBase(partial(lime_kernel_fn, kernel_width=KERNEL_WIDTH), random_state=0)
+    intercept, exp, score, local_pred = base.explain_instance_with_data(
+        data, labels, distances, label, 100000, feature_selection="auto")
+    weights = np.full(data.shape[1], np.nan)
+    for feature, w in exp:
+        weights[feature] = w
+    return weights, float(intercept), float(score), float(np.ravel(local_pred)[0])
+
+
+def lime_style_perturbations(model: Model, x: np.ndarray, segments: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """lime_image.data_labels' loop, in the model's input space: segment means where a row is 0
+    (means in float64, as lime takes them of a float64 image, then stored as the model's float32)."""
+    image = x if model.spec.layout == "NHWC" else x.transpose(1, 2, 0)
+    fudged = image.copy()
+    for s in np.unique(segments):
+        fudged[segments == s] = image[segments == s].astype(np.float64).mean(axis=0)
+    out = []
+    for row in data:
+        temp = image.copy()
+        mask = np.zeros(segments.shape, dtype=bool)
+        for z in np.where(row == 0)[0]:
+            mask[segments == z] = True
+        temp[mask] = fudged[mask]
+        out.append(temp)
+    out = np.stack(out)
+    return out if model.spec.layout == "NHWC" else out.transpose(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------------- the fit
+@settings(max_examples=40, deadline=None)
+@given(n_features=st.integers(1, 60), samples=st.integers(2, 400), classes=st.integers(1, 5), seed=st.integers(0, 2**31))
+def test_weighted_ridge_equals_lime_base(n_features: int, samples: int, classes: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 2, size=(samples, n_features))
+    data[0] = 1
+    labels = rng.random((samples, classes))
+    kernel = lime_kernel(cosine_distance_to_ones(data, n_features), KERNEL_WIDTH)
+    fit = weighted_ridge(data, labels, kernel)
+    for c in range(classes):
+        weights, intercept, score, local_pred = lime_base_fit(data, labels, c)
+        np.testing.assert_allclose(fit.coef[c], weights, rtol=0, atol=1e-6)
+        assert abs(fit.intercept[c] - intercept) < 1e-6
+        assert abs(fit.score[c] - score) < 1e-6
+        assert abs(fit.local_pred[c] - local_pred) < 1e-6
+
+
+def test_constant_labels_score_like_sklearn() -> None:
+    data = np.random.default_rng(0).integers(0, 2, size=(50, 6))
+    data[0] = 1
+    labels = np.ones((50, 1))
+    fit = weighted_ridge(data, labels, lime_kernel(cosine_distance_to_ones(data, 6)))
+    weights, intercept, score, _ = lime_base_fit(data, labels, 0)
+    np.testing.assert_allclose(fit.coef[0], weights, atol=1e-12)
+    assert fit.score[0] == score == 1.0
+
+
+def test_distance_and_kernel_equal_limes() -> None:
+    data = np.random.default_rng(1).integers(0, 2, size=(300, 37))
+    data[0] = 1
+    data[5] = 0  # an all-zero row: distance 1
+    ref = sklearn.metrics.pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
+    np.testing.assert_allclose(cosine_distance_to_ones(data, 37), ref, atol=1e-12)
+    np.testing.assert_allclose(lime_kernel(ref, 0.25), lime_kernel_fn(ref, 0.25), atol=0)
+
+
+def test_zero_padding_columns_leave_the_fit_unchanged() -> None:
+    rng = np.random.default_rng(2)
+    sizes, samples = (12, 30, 7), 200
+    padded = np.zeros((3, samples, 30))
+    labels = rng.random((3, samples, 4))
+    singles = []
+    for i, s in enumerate(sizes):
+        d = rng.integers(0, 2, size=(samples, s))
+        d[0] = 1
+        padded[i, :, :s] = d
+        singles.append(weighted_ridge(d, labels[i], lime_kernel(cosine_distance_to_ones(d, s))))
+    batch = weighted_ridge(padded, labels, lime_kernel(cosine_distance_to_ones(padded, np.array(sizes))))
+    for i, s in enumerate(sizes):
+        np.testing.assert_allclose(batch.coef[i, :, :s], singles[i].coef, atol=1e-12)
+        assert np.all(batch.coef[i, :, s:] == 0)
+        np.testing.assert_allclose(batch.score[i], singles[i].score, atol=1e-12)
+
+
+def test_sample_masks() -> None:
+    m = sample_masks(500, 40, seed=3)
+    assert m.shape == (500, 40) and m.dtype == np.uint8
+    assert np.all(m[0] == 1) and set(np.unique(m[1:])) == {0, 1}
+    assert abs(m[1:].mean() - 0.5) < 0.02
+    np.testing.assert_array_equal(m, sample_masks(500, 40, seed=3))
+    assert not np.array_equal(m, sample_masks(500, 40, seed=4))
+
+
+# ---------------------------------------------------------------------------------- end to end vs lime
+def check_against_lime_base(model: Model, images: list[np.ndarray], samples: int, seed: int, batch_size: int) -> None:
+    e = explain(model, images, "lime", samples=samples, seed=seed, batch_size=batch_size)
+    for i in range(len(e)):
+        seg = e.extras["segments"][i]
+        n_feat = int(e.extras["n_segments"][i])
+        assert n_feat == seg.max() + 1
+        data = sample_masks(samples, n_feat, seed).astype(np.int64)
+        labels = model.predict(lime_style_perturbations(model, e.inputs[i], seg, data), batch_size)
+        target = int(e.targets[i])
+        weights, intercept, score, local_pred = lime_base_fit(data, labels, target)
+        np.testing.assert_allclose(e.extras["weights"][i, :n_feat], weights, rtol=0, atol=1e-6)
+        # tiny models' weights are ~1e-4, so hold the error to 1e-6 of the largest one as well
+        assert np.abs(e.extras["weights"][i, :n_feat] - weights).max() <= 1e-6 * np.abs(weights).max()
+        assert np.all(np.isnan(e.extras["weights"][i, n_feat:]))
+        assert abs(e.extras["intercept"][i] - intercept) < 1e-6
+        assert abs(e.extras["r2"][i] - score) < 1e-6
+        assert abs(e.extras["local_pred"][i] - local_pred) < 1e-6
+        np.testing.assert_array_equal(e.maps[i], e.extras["weights"][i][seg].astype(np.float32))
+        assert abs(e.scores[i] - labels[0, target]) < 1e-6
+        # top-k masks as lime's get_image_and_mask gives them from these weights
+        ref = lime_image.ImageExplanation(np.zeros((*seg.shape, 3)), seg)
+        ref.local_exp[target] = sorted(enumerate(weights), key=lambda fw: abs(fw[1]), reverse=True)
+        pos = ref.get_image_and_mask(target, positive_only=True, num_features=5)[1].astype(bool)
+        neg = ref.get_image_and_mask(target, positive_only=False, negative_only=True, num_features=5)[1].astype(bool)
+        np.testing.assert_array_equal(e.extras["positive_mask"][i], pos)
+        np.testing.assert_array_equal(e.extras["negative_mask"][i], neg)
+
+
+@pytest.mark.parametrize("kind", ["gray_nchw", "rgb_nhwc", "logits_nchw"])
+def test_equals_lime_base_on_tiny_models(kind: str, tiny_onnx, faces, rgb_images) -> None:
+    model = tiny_model(tiny_onnx, kind)
+    # batch_size 96 with 250 samples: batches span two images
+    check_against_lime_base(model, images_for(model, faces, rgb_images), samples=250, seed=5, batch_size=96)
+
+
+@pytest.mark.slow
+def test_equals_lime_base_on_o01(o01: Model, faces: np.ndarray) -> None:
+    check_against_lime_base(o01, list(faces[:2]), samples=400, seed=0, batch_size=256)
+
+
+@pytest.mark.slow
+def test_equals_lime_base_on_k01_exported(exported_zoo, faces: np.ndarray) -> None:
+    model = Model(exported_zoo("k01"))  # Keras 2.0.5 mini-Xception, NHWC, (x/255 - 0.5) * 2
+    check_against_lime_base(model, list(faces[2:4]), samples=400, seed=1, batch_size=128)
+
+
+def check_impl_lime(model: Model, images: list[np.ndarray], samples: int, seed: int) -> None:
+    """impl='lime' runs the lime package; with lime's own patterns (RandomState(seed)) our fit gives its numbers."""
+    ref = explain(model, images, "lime", samples=samples, seed=seed, impl="lime", batch_size=64)
+    segs = ref.extras["segments"]
+    for i in range(len(ref)):
+        n_feat = int(ref.extras["n_segments"][i])
+        data = np.random.RandomState(seed).randint(0, 2, samples * n_feat).reshape((samples, n_feat))
+        data[0, :] = 1
+        x = ref.inputs[i : i + 1]
+        ours = fit_lime(model, x, ref.targets[i : i + 1], segs[i : i + 1], [data], hidden_images(model, x, segs[i : i + 1], None),
+                        kernel_width=KERNEL_WIDTH, batch_size=64)
+        # lime sees the image as pixels 0..255 and we as model input: the float32 round trip moves the
+        # outputs by ~1e-7, which R^2 (residual over the small variance of a tiny model's outputs) magnifies
+        np.testing.assert_allclose(ours.weights[0, :n_feat], ref.extras["weights"][i, :n_feat], rtol=0, atol=2e-6)
+        assert np.abs(ours.weights[0, :n_feat] - ref.extras["weights"][i, :n_feat]).max() <= 1e-3 * np.abs(ours.weights).max()
+        assert abs(ours.intercept[0] - ref.extras["intercept"][i]) < 2e-6
+        assert abs(ours.r2[0] - ref.extras["r2"][i]) < 2e-5
+        pos, neg = top_masks(segs[i : i + 1], ref.extras["weights"][i : i + 1], 5)
+        np.testing.assert_array_equal(pos[0], ref.extras["positive_mask"][i])
+        np.testing.assert_array_equal(neg[0], ref.extras["negative_mask"][i])
+
+
+@pytest.mark.parametrize("kind", ["gray_nchw", "rgb_nhwc"])
+def test_impl_lime_runs_the_lime_package(kind: str, tiny_onnx, faces, rgb_images) -> None:
+    model = tiny_model(tiny_onnx, kind)
+    check_impl_lime(model, images_for(model, faces, rgb_images)[:2], samples=150, seed=11)
+
+
+@pytest.mark.slow
+def test_impl_lime_on_o01(o01: Model, faces: np.ndarray) -> None:
+    check_impl_lime(o01, list(faces[:1]), samples=300, seed=2)
+    # the two implementations, with their own random patterns, agree on what matters
+    ours = explain(o01, faces[:1], "lime", samples=1000, seed=0)
+    ref = explain(o01, faces[:1], "lime", samples=1000, seed=0, impl="lime")
+    assert np.corrcoef(ours.extras["weights"][0], ref.extras["weights"][0])[0, 1] > 0.9
+
+
+# ---------------------------------------------------------------------------------- properties
+def test_same_seed_same_bits(tiny_onnx, faces) -> None:
+    model = tiny_model(tiny_onnx, "gray_nchw")
+    a = explain(model, faces[:4], "lime", samples=200, seed=7)
+    b = explain(model, faces[:4], "lime", samples=200, seed=7)
+    assert a.maps.tobytes() == b.maps.tobytes()
+    for key in ("weights", "intercept", "r2", "segments", "positive_mask", "negative_mask"):
+        assert a.extras[key].tobytes() == b.extras[key].tobytes(), key
+    c = explain(model, faces[:4], "lime", samples=200, seed=8)
+    assert not np.array_equal(a.maps, c.maps)
+
+
+def test_many_images_in_one_call_equal_one_by_one(tiny_onnx, faces) -> None:
+    model = tiny_model(tiny_onnx, "logits_nchw")
+    together = explain(model, faces[:5], "lime", samples=120, seed=1, batch_size=50)
+    for i in range(5):
+        alone = explain(model, faces[i : i + 1], "lime", samples=120, seed=1, batch_size=50)
+        n = int(alone.extras["n_segments"][0])
+        np.testing.assert_allclose(together.extras["weights"][i, :n], alone.extras["weights"][0, :n], atol=1e-6)
+        np.testing.assert_allclose(together.maps[i], alone.maps[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gray_nchw", "rgb_nhwc"])
+def test_device_array_path_equals_numpy_path(kind: str, tiny_onnx, faces, rgb_images, monkeypatch) -> None:
+    """The cuda path (torch tensors, IO binding) run on the CPU gives the numpy path's result."""
+    model = tiny_model(tiny_onnx, kind)
+    imgs = images_for(model, faces, rgb_images)
+    plain = explain(model, imgs, "lime", samples=150, seed=4, batch_size=64)
+    monkeypatch.setattr(lime_method, "arrays_for", lambda m: Arrays(m, torch=True))
+    bound = explain(model, imgs, "lime", samples=150, seed=4, batch_size=64)
+    np.testing.assert_allclose(bound.maps, plain.maps, atol=1e-6)
+    np.testing.assert_allclose(bound.extras["r2"], plain.extras["r2"], atol=1e-6)
+
+
+def test_hide_color(tiny_onnx, rgb_images) -> None:
+    model = tiny_model(tiny_onnx, "rgb_nhwc")
+    x = model.spec.to_model_input(rgb_images)
+    segs = np.zeros((len(x), 16, 16), dtype=np.int32)
+    np.testing.assert_allclose(hidden_images(model, x, segs, 0), model.spec.pixels_to_model(np.zeros((3, 16, 16, 3))))
+    np.testing.assert_allclose(hidden_images(model, x, segs, [255, 0, 0])[..., 0], 1.0)
+    np.testing.assert_allclose(hidden_images(model, x, segs, None), np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape),
+                               atol=1e-6)
+    black = explain(model, rgb_images, "lime", samples=100, seed=0, hide_color=0)
+    means = explain(model, rgb_images, "lime", samples=100, seed=0)
+    assert black.params["hide_color"] == 0 and not np.allclose(black.maps, means.maps)
+
+
+def test_output_fields(o01: Model, faces: np.ndarray) -> None:
+    e = explain(o01, list(faces[:3]), "lime", samples=300, seed=0, top_k=4)
+    assert e.maps.shape == (3, 48, 48) and e.maps.dtype == np.float32
+    n = e.extras["n_segments"]
+    assert n.shape == (3,) and np.all(n >= 30)  # the default gives a useful count at 48x48
+    assert e.extras["weights"].shape == (3, n.max())
+    for key in ("r2", "intercept", "local_pred"):
+        assert e.extras[key].shape == (3,)
+    assert np.all((e.extras["r2"] > 0) & (e.extras["r2"] <= 1))
+    pos, neg = e.extras["positive_mask"], e.extras["negative_mask"]
+    assert pos.dtype == bool and not np.any(pos & neg)
+    assert np.all(e.maps[pos] > 0) and np.all(e.maps[neg] < 0)
+    for i in range(3):
+        assert len(np.unique(e.extras["segments"][i][pos[i]])) == 4
+    # the local linear model at the unperturbed image: intercept + sum of all weights
+    np.testing.assert_allclose(e.extras["local_pred"], e.extras["intercept"] + np.nansum(e.extras["weights"], axis=1),
+                               atol=1e-9)
+    record = e.record(0)
+    assert record["n_segments"] == n[0] and "r2" in record
+
+
+@pytest.mark.parametrize("segments", ["quickshift", "felzenszwalb", "grid"])
+def test_other_segmentations(segments: str, tiny_onnx, faces) -> None:
+    model = tiny_model(tiny_onnx, "gray_nchw")
+    e = explain(model, faces[:2], "lime", samples=100, seed=0, segments=segments, n_segments=16)
+    assert e.params["segments"] == segments
+    if segments == "grid":
+        assert np.all(e.extras["n_segments"] == 16)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(impl="captum"), "impl"),
+    (dict(segments="watershed"), "segmentation"),
+    (dict(samples=1), "samples"),
+    (dict(kernel_width=0), "kernel_width"),
+    (dict(top_k=-1), "top_k"),
+    (dict(hide_color="red"), "hide_color"),
+    (dict(hide_color=[1, 2]), "hide_color"),
+    (dict(num_samples=10), "no parameter num_samples"),
+])
+def test_errors(params: dict, match: str, tiny_onnx, faces) -> None:
+    model = tiny_model(tiny_onnx, "gray_nchw")
+    with pytest.raises(BadInputError, match=match):
+        explain(model, faces[:1], "lime", **params)
