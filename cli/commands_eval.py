@@ -38,8 +38,9 @@ def evaluate_command(
     *,
     model_opts: ModelOptions,
 ) -> None:
-    """Accuracy, per-class precision/recall, the normalised confusion matrix (confusion.png) and the most
-    confused pairs, written to evaluation.json."""
+    """Accuracy, per-class precision/recall, confusion matrix and most-confused pairs on a dataset.
+
+    Writes confusion.png (row-normalised) and evaluation.json into --out."""
     from onnxplain.engine.evaluate import evaluate
     from onnxplain.engine.render import render_confusion
 
@@ -88,8 +89,10 @@ def report_command(
     *,
     model_opts: ModelOptions,
 ) -> None:
-    """The whole assignment as one HTML page: summary, evaluation and confusion matrix, saliency, LIME,
-    integrated gradients, occlusion, Grad-CAM, filters, activation maps and deep dream."""
+    """The whole assignment as one HTML page (report.html).
+
+    Model summary, evaluation and confusion matrix, per-class saliency, LIME, integrated gradients,
+    occlusion, Grad-CAM, filter visualisation, activation maps and deep dream."""
     from onnxplain.engine.report import build_report
 
     check_model_path(model)
@@ -111,8 +114,10 @@ def demo_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train a small CNN on scikit-learn's digits, export it through the PyTorch exporter and write the full
-    report: no arguments needed."""
+    """Train a small CNN on real digits, export it and write the full report: no arguments needed.
+
+    Trains on scikit-learn's digits with PyTorch, exports through the PyTorch ONNX exporter and
+    prints the path of the report."""
     from onnxplain.engine.demo import run_demo
 
     folder = out or OUT_ROOT / "demo"

@@ -79,8 +79,10 @@ def explain_command(
     *,
     model_opts: ModelOptions,
 ) -> None:
-    """Explain images with one method: per image a PNG (image, map, overlay), the raw map (.npy) and a JSON
-    record; a grid of all images; explanation.json for the whole call."""
+    """Explain images with one method (saliency, smoothgrad, ig, gradcam, lime, occlusion).
+
+    Per image: a PNG (image, map, overlay), the raw map (.npy) and a JSON record; grid.png for
+    several images; explanation.json for the whole call."""
     from onnxplain.engine.registry import get_method
 
     info = get_method(method)  # an unknown method fails here, listing the known ones
@@ -197,6 +199,7 @@ def _print_table(console: Console, doc: dict[str, Any]) -> None:
     for col in ("input", "target", "score", "figure"):
         table.add_column(col, overflow="fold")
     for r in doc["images"]:
-        table.add_row(r["input"], f"{r['target']} {r['target_name']}", f"{r['score']:.3f}", Path(r["png"]).name)
+        name = r["target_name"] if r["target_name"] == str(r["target"]) else f"{r['target']} {r['target_name']}"
+        table.add_row(r["input"], name, f"{r['score']:.3f}", Path(r["png"]).name)
     console.print(table)
     say(console, f"written to {doc['out']}")

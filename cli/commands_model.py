@@ -52,7 +52,10 @@ def export_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Export a Keras or PyTorch model to ONNX (in an isolated process), with a sidecar and a parity check."""
+    """Export a Keras or PyTorch model to ONNX, with a sidecar and a parity check.
+
+    The export runs in an isolated, time- and memory-limited process; untrusted code never runs
+    unless --trust."""
     from onnxplain.engine.data import parse_inputs
     from onnxplain.exporters import export
 
@@ -92,7 +95,7 @@ def inspect_command(
     *,
     model_opts: ModelOptions,
 ) -> None:
-    """The model summary: layers, output shapes, parameters, input spec, output kind, opset, parity."""
+    """The model summary: layers, output shapes, parameters, input spec, opset, parity."""
     with command_output(json_mode=json_out, quiet=quiet) as run:
         m = open_model(model, model_opts, run.progress)
         torch_error = None

@@ -206,6 +206,8 @@ def _load_csv(path: Path, *, limit: int | None, rows: Sequence[int] | None) -> D
     if not body:
         raise BadInputError(f"{path}: the CSV file has a header but no rows")
     pixel_col = _pixel_column(header, body[0])
+    # Pixels per image: what most rows of the whole file hold (also when only some rows are read).
+    expected = _typical_count(body, pixel_col) if pixel_col is not None else 0
     if rows is not None:
         _check_rows(rows, len(body), str(path))
         body, body_lines = [body[r] for r in rows], [body_lines[r] for r in rows]
@@ -215,7 +217,7 @@ def _load_csv(path: Path, *, limit: int | None, rows: Sequence[int] | None) -> D
             body, body_lines = body[:limit], body_lines[:limit]
         ids = tuple(str(i) for i in range(len(body)))
     if pixel_col is not None:
-        return _fer_csv(path, header, body, body_lines, pixel_col, ids)
+        return _fer_csv(path, header, body, body_lines, pixel_col, expected, ids)
     return _numeric_csv(path, header, body, body_lines, ids)
 
 
@@ -245,8 +247,18 @@ def _named_column(header: list[str] | None, names: Iterable[str]) -> int | None:
     return None
 
 
+def _pixel_count(field: str) -> int:
+    field = field.strip()
+    return field.count(" ") + 1 if field else 0
+
+
+def _typical_count(body: list[list[str]], col: int) -> int:
+    counts = np.array([_pixel_count(r[col]) if len(r) > col else 0 for r in body], dtype=np.int64)
+    return int(np.bincount(counts).argmax())
+
+
 def _fer_csv(path: Path, header: list[str] | None, body: list[list[str]], lines: list[int],
-             pixel_col: int, ids: tuple[str, ...]) -> Dataset:
+             pixel_col: int, expected: int, ids: tuple[str, ...]) -> Dataset:
     width = len(header) if header is not None else len(body[0])
     label_col = _named_column(header, _LABEL_COLUMNS)
     id_col = _named_column(header, _ID_COLUMNS)
@@ -259,14 +271,12 @@ def _fer_csv(path: Path, header: list[str] | None, body: list[list[str]], lines:
     for j, (record, line) in enumerate(zip(body, lines)):
         if len(record) != width:
             raise BadInputError(f"{path}, line {line}: {len(record)} fields, expected {width}")
-        feat = record[pixel_col].strip()
-        features.append(feat)
-        counts[j] = feat.count(" ") + 1 if feat else 0
+        features.append(record[pixel_col].strip())
+        counts[j] = _pixel_count(features[-1])
         if labels is not None:
             labels[j] = _parse_label(record[label_col], path, line)
         if id_col is not None:
             row_ids.append(record[id_col].strip())
-    expected = int(np.bincount(counts).argmax())
     pixels = _parse_number_rows(path, features, counts, lines, expected, pixels=True)
     images = _to_images(path, pixels)
     return Dataset(images, labels, _class_names(labels, images, path), str(path), tuple(row_ids) or ids)

@@ -25,3 +25,10 @@ def tiny_data(tmp_path: Path) -> dict[str, Any]:
         "png": write_png(tmp_path / "face.png", cv2.resize(images[0], (40, 40))),
         "npy": tmp_path / "batch.npy",
     }
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default outputs (onnxplain-out/...) and the export cache land in the test's own folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ONNXPLAIN_CACHE", str(tmp_path / "export-cache"))
