@@ -1,0 +1,110 @@
+"""`onnxplain evaluate`, `report` and `demo`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from onnxplain.cli.loading import resolve_device
+from onnxplain.engine import Model
+from tests.cli.helpers import assert_json, assert_ok, assert_user_error, invoke, write_pixel_csv
+from tests.conftest import DATA, zoo_path
+
+
+def _predictions(path: Path, images: np.ndarray) -> np.ndarray:
+    model = Model(path)
+    return model.predict(model.spec.to_model_input(list(images))).argmax(axis=1)
+
+
+def test_evaluate_matches_scikit_learn_and_writes_png_and_json(tiny_onnx, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(40, 16, 16), dtype=np.uint8)
+    labels = rng.integers(0, 4, 40)
+    np.savez(tmp_path / "val.npz", x=images, y=labels)
+    out = tmp_path / "ev"
+    doc = assert_json(invoke("evaluate", tiny_onnx(), "--data", tmp_path / "val.npz", "--labels", "a,b,c,d",
+                             "--batch-size", "7", "--out", out, "--json"))
+    pred = _predictions(tiny_onnx(), images)
+    assert doc["n"] == 40 and doc["accuracy"] == pytest.approx(accuracy_score(labels, pred))
+    assert doc["confusion"] == confusion_matrix(labels, pred, labels=range(4)).tolist()
+    prec, rec, _, sup = precision_recall_fscore_support(labels, pred, labels=range(4), zero_division=0)
+    assert [c["precision"] for c in doc["per_class"]] == pytest.approx(prec.tolist())
+    assert [c["recall"] for c in doc["per_class"]] == pytest.approx(rec.tolist())
+    assert [c["support"] for c in doc["per_class"]] == sup.tolist()
+    assert doc["classes"] == ["a", "b", "c", "d"]
+    assert all(p["true_name"] in "abcd" and 0 < p["rate"] <= 1 for p in doc["most_confused"])
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "evaluation.json").read_text())["accuracy"] == doc["accuracy"]
+
+
+def test_evaluate_prints_a_table(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    result = assert_ok(invoke("evaluate", tiny_onnx(), "--data", tiny_data["csv"], "--out", tmp_path / "t"))
+    assert "accuracy" in result.stdout and "precision" in result.stdout and "recall" in result.stdout
+    assert str(tmp_path / "t" / "confusion.png") in result.stdout
+
+
+def test_evaluate_default_output_folder(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    doc = assert_json(invoke("evaluate", tiny_onnx(), "--data", tiny_data["csv"], "--json"))
+    expected = Path("onnxplain-out") / tiny_onnx().name.split(".")[0] / "evaluate" / "confusion.png"
+    assert doc["confusion_png"] == str(expected) and (tmp_path / expected).exists()
+
+
+def test_evaluate_errors(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    assert_user_error(invoke("evaluate", tiny_onnx(), "--data", tmp_path / "nope.csv"), "nope.csv", "no such file")
+    test_csv = tmp_path / "test.csv"
+    test_csv.write_text("id,feature\n0," + " ".join(["9"] * 256) + "\n")
+    assert_user_error(invoke("evaluate", tiny_onnx(), "--data", test_csv), "has no labels")
+    lines = tiny_data["csv"].read_text().splitlines()
+    lines[5] = lines[5].replace(" ", " x ", 1)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines))
+    assert_user_error(invoke("evaluate", tiny_onnx(), "--data", bad), "bad.csv, line 6")
+    many = write_pixel_csv(tmp_path / "many.csv", tiny_data["images"][:2], np.array([0, 9]))
+    assert_user_error(invoke("evaluate", tiny_onnx(), "--data", many), "class 9", "4 outputs")
+    assert_user_error(invoke("evaluate", tiny_onnx()), "Missing option '--data'")
+
+
+@pytest.mark.slow
+def test_evaluate_real_model_on_real_digits(tmp_path: Path) -> None:
+    doc = assert_json(invoke("evaluate", zoo_path("o03"), "--data", DATA / "mnist_t10k-images-idx3-ubyte.gz",
+                             "--limit", "300", "--out", tmp_path / "m", "--json"))
+    assert doc["n"] == 300 and doc["accuracy"] > 0.9 and doc["classes"] == [str(i) for i in range(10)]
+
+
+def test_report_writes_one_html_page(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    doc = assert_json(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--methods", "saliency,occlusion",
+                             "--layer", "features.0", "--out", out, "--json"))
+    page = Path(doc["report"])
+    assert page == out / "report.html" and page.exists()
+    html = page.read_text()
+    assert "<html" in html.lower() and "saliency" in html and "occlusion" in html and "features.0" in html
+    assert_user_error(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--layer", "nope", "--out", out),
+                      "nope", "features.0", "features.4")
+    assert_user_error(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--methods", "saliency,shap",
+                             "--out", out), "shap")
+
+
+def test_demo_hands_its_folder_progress_and_device_to_the_engine(monkeypatch, tmp_path: Path) -> None:
+    """The demo itself (training, export, report) is tested with the engine; here: the command's wiring."""
+    import onnxplain.engine.demo as demo
+
+    calls = {}
+
+    def fake_run_demo(out_dir, *, progress=None, device="cpu", **kwargs):
+        calls.update(out=Path(out_dir), device=device)
+        progress("training", 0.5)
+        page = Path(out_dir) / "report.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text("<html></html>")
+        return page
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    result = assert_ok(invoke("demo"))
+    assert calls == {"out": Path("onnxplain-out") / "demo", "device": resolve_device("auto")}
+    assert result.stdout.strip().splitlines()[-1] == str(Path("onnxplain-out") / "demo" / "report.html")
+    doc = assert_json(invoke("demo", "--out", tmp_path / "d", "--device", "cpu", "--json"))
+    assert doc["report"] == str(tmp_path / "d" / "report.html")
