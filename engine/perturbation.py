@@ -92,7 +92,8 @@ def predict_perturbed(arrays: Arrays, n_images: int, per_image: int, build: Buil
 
 
 def per_channel_constant(model: "Model", value: float | Sequence[float], what: str) -> np.ndarray:
-    """A pixel value (0..255; one number or one per channel) as a full model-input image (1, *spec.shape)."""
+    """A pixel value (0..255; one number or one per channel) as a model-input image (1, *spec.shape), a read-only
+    broadcast of the one converted pixel."""
     spec = model.spec
     try:
         vals = np.atleast_1d(np.asarray(value, dtype=np.float32))
@@ -100,5 +101,5 @@ def per_channel_constant(model: "Model", value: float | Sequence[float], what: s
         vals = np.array([np.nan], dtype=np.float32)
     if vals.ndim != 1 or vals.size not in (1, spec.channels) or not np.all(np.isfinite(vals)):
         raise BadInputError(f"{what} {value!r} must be one pixel value (0..255) or one per channel ({spec.channels})")
-    pixels = np.broadcast_to(vals, (1, spec.height, spec.width, spec.channels))
-    return spec.pixels_to_model(pixels)
+    one_pixel = spec.pixels_to_model(np.broadcast_to(vals, (1, 1, 1, spec.channels)))
+    return np.broadcast_to(one_pixel, (1, *spec.shape))

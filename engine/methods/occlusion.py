@@ -120,9 +120,10 @@ def occlusion(
     outputs = predict_perturbed(arrays, x.shape[0], 1 + n_rows * n_cols, build, batch_size)
     target_scores = outputs[np.arange(x.shape[0]), :, targets]  # (N, 1 + windows)
     drops = (target_scores[:, :1] - target_scores[:, 1:]).reshape(-1, n_rows, n_cols)
-    # Sum over windows of drop x coverage = R' D C; coverage counts factor the same way.
+    # Sum over windows of drop x coverage = R' D C; coverage counts factor the same way. (Two plain
+    # einsums: these products are tiny, and BLAS threads or einsum's path search cost more than they do.)
     r64, c64 = rows.astype(np.float64), cols.astype(np.float64)
-    total = np.einsum("rh,nrc,cw->nhw", r64, drops.astype(np.float64), c64, optimize=True)
+    total = np.einsum("nhc,cw->nhw", np.einsum("rh,nrc->nhc", r64, drops.astype(np.float64)), c64)
     counts = r64.sum(axis=0)[:, None] * c64.sum(axis=0)[None, :]
     maps = (total / counts).astype(np.float32)
 
