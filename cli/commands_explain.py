@@ -76,6 +76,10 @@ def explain_command(
     out: OutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    metrics: Annotated[bool, typer.Option(
+        "--metrics", help="Also check whether the maps can be trusted: deletion/insertion curves against a random "
+                          "pixel order, and the model-parameter randomisation check (runs the method again once "
+                          "per layer, on up to 4 images); adds 'metrics' to the JSON and two figures.")] = False,
     *,
     model_opts: ModelOptions,
 ) -> None:
@@ -121,9 +125,24 @@ def explain_command(
         summary = {k: v for k, v in expl.record().items() if k not in ("method", "targets", "target_names", "scores")}
         doc = {"command": "explain", "model": str(model), "method": method, "out": str(folder), **summary,
                "images": records, "grid": str(grid) if grid else None}
+        trust_paths = _trust(m, expl, folder, seed, model_opts.batch_size, doc, run) if metrics else []
         save_json(folder / "explanation.json", doc)
-        paths = [r["png"] for r in records] + ([grid] if grid else [])
+        paths = [r["png"] for r in records] + ([grid] if grid else []) + trust_paths
         run.result(doc, paths=paths, human=lambda console: _print_table(console, doc))
+
+
+def _trust(m: "Model", expl: "Explanation", folder: Path, seed: int, batch_size: int | None, doc: dict[str, Any],
+           run: CommandOutput) -> list[Path]:
+    """`--metrics`: trust metrics into doc["metrics"]; the curves and randomisation figures into `folder`."""
+    from onnxplain.engine.metrics import trust_metrics
+    from onnxplain.engine.render.trust import render_curves, render_randomisation
+
+    run.progress(f"trust metrics for {expl.method}", None)
+    tm = trust_metrics(m, expl, seed=seed, **({"batch_size": batch_size} if batch_size else {}))
+    curves = render_curves(tm.curves, folder / "trust_curves.png")
+    rand = render_randomisation(tm.randomisation, folder / "trust_randomisation.png")  # type: ignore[arg-type]
+    doc["metrics"] = {**tm.record(), "figures": [str(curves), str(rand)]}
+    return [curves, rand]
 
 
 def _number_or_text(value: str | None) -> float | str | None:
@@ -202,4 +221,17 @@ def _print_table(console: Console, doc: dict[str, Any]) -> None:
         name = r["target_name"] if r["target_name"] == str(r["target"]) else f"{r['target']} {r['target_name']}"
         table.add_row(r["input"], name, f"{r['score']:.3f}", Path(r["png"]).name)
     console.print(table)
+    if "metrics" in doc:
+        say(console, _trust_line(doc["metrics"]))
     say(console, f"written to {doc['out']}")
+
+
+def _trust_line(metrics: dict[str, Any]) -> str:
+    auc = {k: float(np.mean(v)) for k, v in metrics["deletion_insertion"].items() if k.endswith("_auc")}
+    line = (f"deletion AUC {auc['deletion_auc']:.3f} (random order {auc['random_deletion_auc']:.3f}), "
+            f"insertion AUC {auc['insertion_auc']:.3f} (random order {auc['random_insertion_auc']:.3f})")
+    rnd = metrics.get("randomisation")
+    if rnd:
+        verdict = "FLAGGED: the maps do not depend on the weights" if rnd["flagged"] else "passes"
+        line += f"; randomisation check: Spearman {rnd['final_spearman']:.2f} with every layer random, {verdict}"
+    return line

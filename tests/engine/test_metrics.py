@@ -267,3 +267,17 @@ def test_trust_metrics_without_randomisation(left_model: Model, left_saliency) -
     t = trust_metrics(left_model, left_saliency, randomise=False)
     assert t.randomisation is None and t.completeness_error is None
     assert all(t.record()["deletion_insertion"]["beats_random"])
+
+
+# ------------------------------------------------------------------ figures
+def test_trust_figures_have_the_layouts_size(tiny_model: Model, faces: np.ndarray, tmp_path) -> None:
+    from onnxplain.engine.render.html import png_size
+    from onnxplain.engine.render.trust import render_curves, render_randomisation
+
+    e = explain(tiny_model, faces[:4], "gradcam")
+    t = trust_metrics(tiny_model, e, steps=8, randomisation_images=2)
+    assert png_size(render_curves(t.curves, tmp_path / "c.png").read_bytes()) == (800, 320)
+    # 3 layers: 4 map cells of 1.25 in (narrower than the 7 in minimum), maps band 1.6 in, plot 2.6 in
+    assert png_size(render_randomisation(t.randomisation, tmp_path / "r.png").read_bytes()) == (700, 465)
+    bare = randomisation_check(tiny_model, faces[:4], "gradcam", keep_maps=False)
+    assert png_size(render_randomisation(bare, tmp_path / "b.png").read_bytes()) == (700, 305)
