@@ -124,6 +124,22 @@ def test_blurred_baseline_keeps_the_image_content(tiny_model: Model, images: np.
     assert not np.allclose(blur.deletion[:, -1], black.deletion[:, -1])
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_layouts_give_the_same_curves(tiny_onnx, channels: int) -> None:
+    """The same seeded network with NCHW and NHWC input: every pixel is removed with all its channels,
+    in either layout, so the curves agree."""
+    rng = np.random.default_rng(2)
+    imgs = rng.uniform(0, 255, (4, SIZE, SIZE, channels)).astype(np.uint8)
+    curves = []
+    for layout in ("NCHW", "NHWC"):
+        model = Model(tiny_onnx(channels=channels, layout=layout))
+        e = explain(model, list(imgs), "saliency")
+        curves.append(deletion_insertion(model, e, steps=8, baseline="blurred"))
+    np.testing.assert_allclose(curves[0].deletion, curves[1].deletion, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(curves[0].insertion, curves[1].insertion, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(curves[0].random_insertion, curves[1].random_insertion, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, message", [({"baseline": "white"}, "unknown baseline"), ({"steps": 0}, "steps")])
 def test_bad_arguments_say_what_is_allowed(left_model: Model, left_saliency, kwargs, message) -> None:
     with pytest.raises(BadInputError, match=message):
