@@ -370,11 +370,22 @@ def measure(
     clock: Clock = time.perf_counter,
     sync: Sync | None = None,
 ) -> Measurement:
-    """`time_call` then, optionally, one more run under the memory probes."""
-    timing = time_call(fn, repeats=repeats, warmup=warmup, sync=sync or device_sync(device), clock=clock,
-                       images=images, budget_s=budget_s)
-    mem = measure_memory(fn, device=device) if memory else None
-    return Measurement(timing, mem)
+    """Timing and, with `memory`, peak memory of `fn`.
+
+    The memory probes wrap the first warm-up run (a run whose time is discarded anyway, so the
+    probes cost no extra run and never touch a timed one); with no warm-up, one extra run after the
+    timed ones. The first call is also the one that shows what a method allocates afresh, where a
+    later call may reuse memory the allocators kept.
+    """
+    sync = sync or device_sync(device)
+    mem = None
+    if memory and warmup > 0:
+        mem = measure_memory(fn, device=device)
+        warmup -= 1
+    timing = time_call(fn, repeats=repeats, warmup=warmup, sync=sync, clock=clock, images=images, budget_s=budget_s)
+    if mem is not None:
+        return Measurement(dataclasses.replace(timing, warmup=timing.warmup + 1), mem)
+    return Measurement(timing, measure_memory(fn, device=device) if memory else None)
 
 
 # ============================================================================ what is benchmarked
@@ -823,7 +834,7 @@ class BenchConfig:
     budget_s: float | None = 30.0  # per measurement: stop repeating (after 3 runs) once spent
     compare: bool = False          # time the references (captum, lime) too
     floors: bool = True            # forward throughput and each forward-only method's floor
-    backends: bool = True          # forward-only methods also on the torch module
+    backends: bool = True          # forward-only methods also on the torch module (smallest batch only)
     memory: bool = True
     seed: int = 0
     method_batch_size: int | None = None  # rows per batch inside a method (None: each method's default)
@@ -986,6 +997,12 @@ def run_benchmark(
                              m: config.method_params(m) for m in config.methods}})
     timing = dict(repeats=config.repeats, warmup=config.warmup, budget_s=config.budget_s, clock=clock)
     forward = [m for m in config.methods if m in FORWARD_METHODS]
+    refs = References(model) if config.compare else None
+    if any(m in GRADIENT_METHODS for m in config.methods) or (forward and config.backends):
+        say(f"{report.model}: building the torch modules")
+        _ = model.torch_module  # built (and checked) once here, not inside the first measured call
+        if refs is not None and any(m in REFERENCES and m != "lime" for m in config.methods):
+            _ = refs.plain
     if forward and config.floors:
         backends = ("onnxruntime", "torch") if config.backends else ("onnxruntime",)
         for backend in backends:
@@ -993,7 +1010,6 @@ def run_benchmark(
             report.throughput[backend] = forward_throughput(
                 model, x_all, backend, config.floor_batch_sizes, repeats=max(3, min(config.repeats, 5)),
                 warmup=config.warmup, budget_s=config.budget_s, clock=clock)
-    refs = References(model) if config.compare else None
     for method in config.methods:
         params = config.method_params(method)
         batch_size = config.method_batch_size or get_method(method).default_batch_size
@@ -1014,7 +1030,7 @@ def run_benchmark(
                 row.forward_passes = forward_passes(method, params, model) * n
                 if "onnxruntime" in report.throughput:
                     row.floor_s = report.throughput["onnxruntime"].floor_s(row.forward_passes)
-                if config.backends:
+                if config.backends and n == min(config.batch_sizes):
                     say(f"{report.model}: {method} on {n} image(s), onnxplain on the torch module")
                     row.torch_backend = measure(ours_call(TorchBackendModel(model), method, x, t, params, config.seed,
                                                       batch_size),
@@ -1034,9 +1050,12 @@ def _plan_size(config: BenchConfig) -> int:
     total = 0
     for m in config.methods:
         refs = (len(LIME_BATCH_SIZES) if m == "lime" else 1) if config.compare else 0
-        total += len(config.batch_sizes) * (1 + refs + int(m in FORWARD_METHODS and config.backends))
+        total += len(config.batch_sizes) * (1 + refs) + int(m in FORWARD_METHODS and config.backends)
     if config.floors and any(m in FORWARD_METHODS for m in config.methods):
         total += 2 if config.backends else 1
+    if any(m in GRADIENT_METHODS for m in config.methods) or (config.backends and
+                                                              any(m in FORWARD_METHODS for m in config.methods)):
+        total += 1
     return max(total, 1)
 
 

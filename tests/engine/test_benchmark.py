@@ -161,6 +161,9 @@ def test_measure_on_cuda_synchronises_and_reports_gpu_peaks(monkeypatch: pytest.
     reads = [i for i, e in enumerate(log) if e == "clock"]
     assert all(log[i - 1] == "sync" for i in reads)
     assert m.timing.samples == pytest.approx((0.002,) * 3)
+    # the memory probes wrap the warm-up run: no extra run, and no timed run is probed
+    assert log.count("fn") == 4 and m.timing.warmup == 1
+    assert log.index("max") < log.index("clock")
     assert m.memory is not None
     assert m.memory.gpu_allocator_delta == 5000
     assert m.memory.gpu_device_delta == 3000
@@ -192,6 +195,15 @@ def test_host_peak_sees_a_transient_allocation(use_hwm: bool) -> None:
     assert host.delta >= 48 * 1024 * 1024
     assert host.peak >= host.before
     assert ("VmHWM" in host.how) == use_hwm or host.how.startswith("sampled")
+
+
+def test_measure_without_warmup_probes_memory_in_an_extra_untimed_run() -> None:
+    calls: list[int] = []
+    m = measure(lambda: calls.append(1), images=1, repeats=2, warmup=0, clock=FakeClock([0.0, 0.1] * 2, []))
+    assert len(calls) == 3 and len(m.timing.samples) == 2 and m.timing.warmup == 0
+    assert m.memory is not None
+    m = measure(lambda: calls.append(1), images=1, repeats=2, warmup=0, memory=False)
+    assert m.memory is None
 
 
 def test_measure_memory_on_cpu_has_no_gpu_fields() -> None:
@@ -363,10 +375,11 @@ def test_run_benchmark_end_to_end(tiny: Model) -> None:
         assert r.reference is not None and r.speedup and r.speedup > 0
         assert r.ours.memory is not None and r.ours.memory.host_peak > 0
         assert r.checks  # every method has a CPU target
-    occ = report.rows[3]
-    assert occ.forward_passes == 3 * (4 * 4 + 1)
-    assert occ.floor_s == pytest.approx(occ.forward_passes / report.throughput["onnxruntime"].best)
-    assert occ.torch_backend is not None and occ.torch_floor_s is not None
+    occ1, occ3 = report.rows[2:]
+    assert occ3.forward_passes == 3 * (4 * 4 + 1)
+    assert occ3.floor_s == pytest.approx(occ3.forward_passes / report.throughput["onnxruntime"].best)
+    # the torch-module backend is timed on the smallest batch only
+    assert occ1.torch_backend is not None and occ1.torch_floor_s is not None and occ3.torch_backend is None
     assert set(report.throughput) == {"onnxruntime", "torch"}
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -374,7 +387,7 @@ def test_run_benchmark_end_to_end(tiny: Model) -> None:
     assert doc["reports"][0]["rows"][0]["reference_name"] == "captum Saliency"
     md = markdown(report)
     assert md.count("\n| saliency |") == 2
-    assert md.count("\n| occlusion |") == 4  # the main table and the by-backend table
+    assert md.count("\n| occlusion |") == 3  # the main table and the by-backend table
     assert "Forward throughput" in md and "Targets:" in md
     assert "MISSED" in md or "met:" in md
 

@@ -1,0 +1,143 @@
+"""The full side-by-side benchmark: every method, onnxplain vs its reference, on real zoo models.
+
+    .venv/bin/python -m benchmarks.run --models k01,o01 --device cpu --out benchmarks/results
+
+For each model (a zoo key such as k01 or o01, or a path; Keras/PyTorch files are exported through
+`onnxplain.exporters.ensure_onnx` into the export cache): saliency, SmoothGrad, IG, Grad-CAM,
+occlusion and LIME, ours vs Captum / the lime package on 1 and 16 real faces, the forward-pass
+floors on onnxruntime and on the torch module, the targets of issues 7-9. Writes
+`<out>/<device>.json` (one document) and `<out>/<device>.md` (the tables); with `--profile-missed`,
+a cProfile of onnxplain's call for every row that misses a target, in `<out>/profiles/`.
+All timing goes through `onnxplain.engine.benchmark`, the one harness.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from onnxplain.engine import Model
+from onnxplain.engine.benchmark import (
+    BenchConfig, BenchReport, markdown, ours_call, parse_int_list, parse_methods, profile_call, report_document,
+    run_benchmark,
+)
+from onnxplain.engine.errors import OnnxplainError
+from onnxplain.engine.sidecar import write_json_atomic, write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ONNXPLAIN_SHARED", ROOT.parent / "shared"))
+FACES = "skimage_lfw_subset_200x25x25.npy"  # 100 real faces (then 100 non-faces), 25x25 gray
+DEFAULT_MODELS = "k01,o01"
+# The zoo MANIFEST's preprocessing for the Keras models, given to the exporter: (x/255 - 0.5) * 2.
+EXPORT_OPTIONS = {"k01": dict(labels="fer2013", scale=2.0 / 255.0, mean=1.0, std=1.0)}
+
+
+def zoo_file(key: str) -> Path:
+    """A zoo model by its key (the file name's prefix, e.g. k01), or a path as it is."""
+    path = Path(key)
+    if path.exists():
+        return path
+    matches = sorted(p for p in (SHARED / "zoo").glob(f"{key}_*") if not p.name.endswith((".json", ".md")))
+    if len(matches) != 1:
+        known = sorted({p.name.split("_", 1)[0] for p in (SHARED / "zoo").glob("*_*")})
+        raise OnnxplainError(f"model {key!r} is not a file or one zoo key; zoo keys: {', '.join(known) or 'none'} "
+                             f"(in {SHARED / 'zoo'})")
+    return matches[0]
+
+
+def model_path(key: str, cache: Path | None) -> Path:
+    """The ONNX file for a zoo key or path: itself, or its export (cached) with the MANIFEST's preprocessing."""
+    from onnxplain.exporters import ensure_onnx
+
+    return Path(ensure_onnx(zoo_file(key), cache_dir=cache, **EXPORT_OPTIONS.get(key, {})))
+
+
+def face_images(n: int) -> np.ndarray:
+    """The first `n` real faces of scikit-image's LFW subset (floats in [0, 1], resized by the model's spec)."""
+    faces = np.load(SHARED / "data" / FACES)[:100]
+    return faces[np.arange(n) % len(faces)]
+
+
+def say(message: str, fraction: float | None) -> None:
+    done = "" if fraction is None else f"[{fraction:4.0%}] "
+    print(f"{done}{message}", file=sys.stderr, flush=True)
+
+
+def write_profiles(report: BenchReport, model: Model, images: np.ndarray, folder: Path) -> list[Path]:
+    """A cProfile of onnxplain's call for each row that missed a target: where its time goes."""
+    from onnxplain.engine.registry import get_method, resolve_targets
+
+    written = []
+    for row in report.rows:
+        missed = [c.target for c in row.checks if c.met is False]
+        if not missed:
+            continue
+        x = model.spec.to_model_input(images[: row.images])
+        t = resolve_targets(model, x, None)
+        call = ours_call(model, row.method, x, t, row.params, int(report.config["seed"]),
+                         report.config.get("method_batch_size") or get_method(row.method).default_batch_size)
+        call()  # warm, as the timed runs were
+        text = profile_call(call, top=30)
+        path = folder / f"{report.model}-{report.device}-{row.method}-{row.images}.txt"
+        write_text_atomic(path, f"# {row.method} on {row.images} image(s) of {report.model}, {report.device}\n"
+                                f"# missed: {'; '.join(missed)}\n\n{text}")
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=DEFAULT_MODELS, help=f"zoo keys or paths, comma-separated ({DEFAULT_MODELS})")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--methods", default=None, help="comma-separated (default: all six)")
+    ap.add_argument("--batch-sizes", default="1,16", help="images per call (1,16)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--budget", type=float, default=30.0,
+                    help="seconds per measurement after which repeating stops (at least 3 runs)")
+    ap.add_argument("--no-compare", action="store_true", help="skip Captum and the lime package")
+    ap.add_argument("--profile-missed", action="store_true", help="profile every row that misses a target")
+    ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
+    args = ap.parse_args(argv)
+    try:
+        config = BenchConfig(methods=parse_methods(args.methods),
+                             batch_sizes=parse_int_list(args.batch_sizes, "--batch-sizes"),
+                             repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
+                             compare=not args.no_compare)
+        keys = [k.strip() for k in args.models.split(",") if k.strip()]
+        paths = {k: model_path(k, args.cache) for k in keys}
+        images = face_images(max(config.batch_sizes))
+        reports: list[BenchReport] = []
+        profiles: list[Path] = []
+        for key, path in paths.items():
+            model = Model(path, args.device)
+            report = run_benchmark(model, images, config, name=key, progress=say)
+            reports.append(report)
+            if args.profile_missed:
+                profiles += write_profiles(report, model, images, args.out / "profiles")
+    except OnnxplainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    head = [f"## onnxplain benchmarks on {args.device}: {reports[0].device_name}", "",
+            f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`; images: the first "
+            f"{max(config.batch_sizes)} faces of {FACES}.", ""]
+    md = "\n".join(head) + "\n".join(markdown(r) for r in reports)
+    doc = {**report_document(reports), "command": command}
+    json_path = write_json_atomic(args.out / f"{args.device}.json", doc)
+    md_path = write_text_atomic(args.out / f"{args.device}.md", md)
+    print(md)
+    for p in (json_path, md_path, *profiles):
+        print(p, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
