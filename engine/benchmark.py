@@ -1103,8 +1103,9 @@ def check_text(c: Check) -> str:
     return f"{'met' if c.met else '**MISSED**'}: {c.target} ({c.value:.3g})"
 
 
-def table_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
-    """The main table (one row per method and batch) as header + cells; the CLI and markdown share it."""
+def table_rows(report: BenchReport, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The main table (one row per method and batch) as header + cells; markdown and the CLI share it.
+    `compact` (for a terminal) leaves out the parameters, the reference's name, passes and floor."""
     gpu = report.device == "cuda"
     head = ["method", "params", "images", "onnxplain ms (IQR)", "ms/image", "reference", "reference ms (IQR)",
             "speedup", "passes", "floor ms", "ours/floor", "host MiB ours / ref"]
@@ -1121,6 +1122,10 @@ def table_rows(report: BenchReport) -> tuple[list[str], list[list[str]]]:
             cells.append(_pair(_gpu(r.ours), _gpu(r.reference)))
         cells.append("; ".join(check_text(c) for c in r.checks) or "no target")
         rows.append(cells)
+    if compact:
+        keep = [i for i, h in enumerate(head) if h not in ("params", "reference", "passes", "floor ms")]
+        head = [head[i] for i in keep]
+        rows = [[row[i].replace("**MISSED**", "MISSED") for i in keep] for row in rows]
     return head, rows
 
 
