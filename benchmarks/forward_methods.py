@@ -23,7 +23,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from benchmarks.run import SHARED, say, zoo_file
+from benchmarks.run import SHARED, model_path, say
 from onnxplain.engine import Model, explain
 from onnxplain.engine.benchmark import BenchConfig, markdown, report_document, run_benchmark
 from onnxplain.engine.errors import OnnxplainError
@@ -31,8 +31,6 @@ from onnxplain.engine.sidecar import write_json_atomic, write_text_atomic
 
 PHOTO = "oarriaga_12_angry_men.jpg"
 FACE_BOX = (146, 272, 447, 573)  # rows, columns: the face in the middle, inside its red annotation box
-# The zoo MANIFEST's preprocessing for the Keras models: (x/255 - 0.5) * 2.
-EXPORT_OPTIONS = {"k01": dict(labels="fer2013", scale=2.0 / 255.0, mean=1.0, std=1.0)}
 
 
 def face_image() -> np.ndarray:
@@ -42,12 +40,6 @@ def face_image() -> np.ndarray:
         raise OnnxplainError(f"cannot read {SHARED / 'data' / PHOTO}")
     r0, r1, c0, c1 = FACE_BOX
     return np.ascontiguousarray(img[r0:r1, c0:c1, ::-1])
-
-
-def model_path(key: str, cache: Path | None) -> Path:
-    from onnxplain.exporters import ensure_onnx
-
-    return Path(ensure_onnx(zoo_file(key), cache_dir=cache, **EXPORT_OPTIONS.get(key, {})))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
