@@ -797,12 +797,12 @@ class References:
         as its own quickshift would be), samples, kernel width and hide colour."""
         lime_image = _require("lime.lime_image")
         from .methods.lime import _quiet_lime_progress
-        from .segmentation import segment
+        from .segmentation import DEFAULT_N_SEGMENTS, segment
 
         spec, model = self.model.spec, self.model
         pixels = spec.model_to_pixels(x).astype(np.float64)  # lime works on pixels 0..255
         images = [p[..., 0] if spec.channels == 1 else p for p in pixels]  # gray as HxW: lime makes it RGB
-        method, n_segments = params.get("segments", "slic"), int(params.get("n_segments", 50))
+        method, n_segments = params.get("segments", "slic"), int(params.get("n_segments", DEFAULT_N_SEGMENTS))
         samples, width = int(params.get("samples", 1000)), float(params.get("kernel_width", 0.25))
         hide = params.get("hide_color")
 
