@@ -36,7 +36,7 @@ from ..batching import batch_slices
 from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
 from ..lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
-from ..perturbation import arrays_for, per_channel_constant, predict_perturbed
+from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
 from ..registry import register
 from ..segmentation import DEFAULT_N_SEGMENTS, SEGMENTERS, segment_batch
 
@@ -193,7 +193,7 @@ def run_lime_package(model: "Model", x: np.ndarray, targets: np.ndarray, segment
     return LimeResult(weights, intercept, r2, local_pred), pos, neg
 
 
-@register("lime", backend="onnxruntime", default_batch_size=256)
+@register("lime", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE)
 def lime(
     model: "Model",
     x: np.ndarray,
