@@ -5,7 +5,8 @@ Datasets (`load_dataset`):
                   image per row; the test form `id,feature` has no labels.
   numeric CSV     one image per row, one pixel per column, the label last (scikit-learn's digits,
                   values 0..16, are scaled to 0..255) or in a column named `label`; `.csv.gz` too.
-  ImageFolder     one sub-folder per class (class names from the folder names).
+  ImageFolder     one sub-folder per class (class names from the folder names; folders named
+                  0, 1, 2... are class indices).
   Food-11 folder  files `<class>_<index>.jpg` (class = the integer prefix, names from the food11
                   preset); a folder of other images loads without labels.
   `.npz`          arrays `x` (images) and optionally `y` (labels) and `class_names`.
@@ -393,12 +394,13 @@ def _to_images(path: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def _class_names(labels: np.ndarray | None, images: np.ndarray, path: Path) -> tuple[str, ...] | None:
-    """FER2013 names for 48x48 gray 7-class data; digit names for 8x8 and 28x28 digits."""
+    """FER2013 names for 48x48 gray data whose labels reach class 6 (the 7 expressions; a 5-class
+    set in another order must not be named like FER2013); digit names for 8x8 and 28x28 digits."""
     if labels is None or not len(labels):
         return None
     top = int(labels.max())
     h, w = images.shape[1:3]
-    if (h, w) == (48, 48) and images.ndim == 3 and top < len(PRESETS["fer2013"]):
+    if (h, w) == (48, 48) and images.ndim == 3 and top == len(PRESETS["fer2013"]) - 1:
         return PRESETS["fer2013"]
     if (h, w) in ((8, 8), (28, 28)) and images.ndim == 3 and top < 10:
         return PRESETS["digits"]
@@ -512,13 +514,14 @@ def _load_folder(folder: Path, *, limit: int | None, rows: Sequence[int] | None,
     classes = sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _image_files(d)),
                      key=lambda d: _natural_key(d.name))
     labels: list[int] | None
-    if classes:  # ImageFolder: one sub-folder per class
+    if classes:  # ImageFolder: one sub-folder per class; folders named 0, 1, 2... are class indices
+        numbered = all(d.name.isdigit() for d in classes)
         files, labels = [], []
         for k, d in enumerate(classes):
             found = _image_files(d)
             files += found
-            labels += [k] * len(found)
-        names: tuple[str, ...] | None = tuple(d.name for d in classes)
+            labels += [int(d.name) if numbered else k] * len(found)
+        names: tuple[str, ...] | None = None if numbered else tuple(d.name for d in classes)
         ids = [f"{f.parent.name}/{f.name}" for f in files]
     else:
         files = _image_files(folder)

@@ -50,6 +50,13 @@ def test_fer_csv_round_trips_pixels_labels_and_names(fer) -> None:
     assert ds.ids[:3] == ("0", "1", "2") and ds.source == str(path)
 
 
+def test_five_class_48x48_csv_is_not_named_like_fer2013(tmp_path: Path, fer) -> None:
+    _, images, _ = fer
+    path = write_fer_csv(tmp_path / "five.csv", images[:10], np.arange(10) % 5)
+    ds = load_dataset(path)
+    assert ds.class_names is None and ds.labels.max() == 4  # e.g. Angry, Happy, Neutral, Sad, Surprise
+
+
 def test_fer_csv_limit_rows_and_kaggle_header(tmp_path: Path, fer) -> None:
     _, images, labels = fer
     kaggle = tmp_path / "fer2013.csv"
@@ -164,6 +171,13 @@ def test_image_folder_classes_from_folder_names(tmp_path: Path) -> None:
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
     for img, ident in zip(ds.images, ds.ids):
         np.testing.assert_array_equal(img, made[ident])  # RGB order preserved (cv2 reads BGR)
+
+
+def test_image_folder_with_numbered_class_folders(tmp_path: Path) -> None:
+    for cls in ("0", "2", "10"):
+        _write_png(tmp_path / "digits" / cls / "a.png", np.zeros((4, 4), np.uint8))
+    ds = load_dataset(tmp_path / "digits")
+    assert ds.labels.tolist() == [0, 2, 10] and ds.class_names is None  # the folder names are the indices
 
 
 def test_image_folder_mixed_sizes_and_colour_are_unified(tmp_path: Path) -> None:
