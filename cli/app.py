@@ -42,6 +42,8 @@ def root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """onnxplain: explain any student's CNN, whatever framework it was trained in."""
+    # --debug is read (and taken off the line) by OnnxplainGroup.main before parsing, so that it
+    # works anywhere on the command line; it is declared here for --help.
 
 
 for _module in COMMAND_MODULES:

@@ -70,6 +70,8 @@ class OnnxplainGroup(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         debug = debug_requested(argv)
+        # --debug works anywhere on the line (`onnxplain explain ... --debug`), not only before the command.
+        argv = [a for a in argv if a != "--debug"]
         logger = logging.getLogger("onnxplain")
         handler = _StderrHandler()
         old_level = logger.level

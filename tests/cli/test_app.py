@@ -76,7 +76,8 @@ def test_internal_error_is_one_line_with_a_debug_hint(monkeypatch, tiny_onnx) ->
     assert lines[0].startswith("error: internal error: RuntimeError: something broke over two lines")
     assert "--debug" in lines[0] and "ONNXPLAIN_DEBUG=1" in lines[0]
     # --debug (or ONNXPLAIN_DEBUG) lets the exception through, with its traceback.
-    for debug in (invoke("--debug", "inspect", tiny_onnx()), invoke("inspect", tiny_onnx(), env={"ONNXPLAIN_DEBUG": "1"})):
+    for debug in (invoke("--debug", "inspect", tiny_onnx()), invoke("inspect", tiny_onnx(), "--debug"),
+                  invoke("inspect", tiny_onnx(), env={"ONNXPLAIN_DEBUG": "1"})):
         assert debug.exit_code == 1 and isinstance(debug.exception, RuntimeError)
 
 
