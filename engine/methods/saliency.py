@@ -1,0 +1,40 @@
+"""Saliency (Simonyan et al. 2014): the gradient of the target score w.r.t. the input pixels.
+
+map = max over channels of |gradient| (Captum's `Saliency(abs=True)` then a channel max).
+With `signed=True` the map keeps the gradient's sign: at every pixel it is the gradient of the
+channel with the largest |gradient| (for gray models simply the gradient), so |signed map| equals
+the default map.
+
+extras:
+- `attributions`: the raw gradient (N, *input shape) in the model's layout;
+- `mask`: the saliency mask some reports show: the display image (N, H, W, C) in [0, 1] weighted
+  per pixel by |map| normalised to [0, 1] per image.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..explanation import Explanation, make_explanation
+from ..model import Model
+from ..registry import register
+from ..torch_ops import channel_reduce, input_gradients, to_numpy
+
+
+def saliency_mask(model: Model, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """The display image (N, H, W, C) weighted by |maps| normalised to [0, 1] per image."""
+    weights = np.abs(maps)
+    peak = weights.reshape(len(weights), -1).max(axis=1).reshape(-1, 1, 1)
+    weights = np.divide(weights, peak, out=np.zeros_like(weights), where=peak > 0)
+    return (model.spec.to_display(x) * weights[..., None]).astype(np.float32)
+
+
+@register("saliency", backend="torch", default_batch_size=128)
+def saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
+             signed: bool = False) -> Explanation:
+    """Gradient of the target score w.r.t. the input; map = max |gradient| over channels."""
+    grads = to_numpy(input_gradients(model, x, targets, batch_size=batch_size))
+    maps = channel_reduce(grads, model.spec, "signed" if signed else "absmax")
+    return make_explanation(
+        model, "saliency", x, targets, maps, params={"signed": bool(signed)},
+        extras={"attributions": grads, "mask": saliency_mask(model, x, maps)},
+    )

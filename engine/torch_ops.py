@@ -1,0 +1,158 @@
+"""The torch pieces every gradient method shares.
+
+- numpy <-> tensor on the Model's device (`to_tensor`, `to_numpy`);
+- target-score selection (`select_scores`) and one forward/backward (`grad_and_scores`);
+- batched input gradients (`input_gradients`) and batched, per-image *summed* gradients over
+  many derived rows (`summed_gradients`: SmoothGrad's noisy copies, integrated gradients' path
+  points), both through `engine.batching.torch_batched`, the one batching helper;
+- display images <-> model input as differentiable torch ops (`display_to_model`), for the
+  feature-visualisation optimisers that work on images in [0, 1].
+
+Scores are the model's own outputs (probabilities when the graph ends in a softmax, logits
+otherwise), as Captum takes them from the same module.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+
+from .batching import torch_batched
+
+if TYPE_CHECKING:
+    from .input_spec import InputSpec
+    from .model import Model
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def to_tensor(model: "Model", x: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A contiguous tensor on the Model's torch device."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device=model.torch_device, dtype=dtype)
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device=model.torch_device, dtype=dtype)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """float32 numpy array on the host (detached)."""
+    return t.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+def targets_tensor(model: "Model", targets: np.ndarray) -> torch.Tensor:
+    return to_tensor(model, np.asarray(targets, dtype=np.int64), dtype=torch.int64)
+
+
+def select_scores(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """outputs (B, K), targets (B,) int64 -> (B,) the target class's score of each row."""
+    return outputs.gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def grad_and_scores(forward: Forward, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of each row's target score w.r.t. that row, and the scores (detached).
+
+    The rows of a batch are independent (eval mode), so the gradient of the summed scores is the
+    per-row gradient: one backward pass for the whole batch.
+    """
+    inputs = inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        scores = select_scores(forward(inputs), targets)
+        (grads,) = torch.autograd.grad(scores.sum(), inputs)
+    return grads, scores.detach()
+
+
+def input_gradients(model: "Model", x: np.ndarray | torch.Tensor, targets: np.ndarray, *,
+                    batch_size: int) -> torch.Tensor:
+    """d score[target_i] / d x_i for every image, in the model's layout, computed in batches."""
+    forward = model.torch_module
+    xt = to_tensor(model, x)
+    tt = targets_tensor(model, targets)
+    return torch_batched(lambda xs, ts: grad_and_scores(forward, xs, ts)[0], xt, tt, batch_size=batch_size)
+
+
+def forward_scores(model: "Model", x: torch.Tensor, targets: torch.Tensor, *, batch_size: int) -> torch.Tensor:
+    """The target scores of `x` on the torch module (no gradient)."""
+    forward = model.torch_module
+    with torch.no_grad():
+        return torch_batched(lambda xs, ts: select_scores(forward(xs), ts), x, targets, batch_size=batch_size)
+
+
+RowBuilder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+RowTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def summed_gradients(
+    model: "Model",
+    targets: np.ndarray,
+    rows_per_image: int,
+    build_rows: RowBuilder,
+    *,
+    batch_size: int,
+    transform: RowTransform | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the sum over `rows_per_image` derived inputs of (transformed) input gradients.
+
+    Rows are numbered image-major: row r belongs to image r // rows_per_image and is its
+    (r % rows_per_image)-th derived input. `build_rows(images, rows)` makes the model inputs of a
+    chunk of rows (so the N * rows_per_image inputs never exist all at once), `transform(grads, rows)`
+    maps their gradients before summation (e.g. a quadrature weight, an absolute value). All rows of
+    all images are cut into chunks of `batch_size`: one forward and one backward pass per chunk, no
+    Python loop per step or per sample.
+
+    Returns (sums (N, *shape), row_scores (N * rows_per_image,)). The summation order is fixed,
+    so results are reproducible bit for bit for the same arguments on the same device.
+    """
+    forward = model.torch_module
+    n = len(targets)
+    tt = targets_tensor(model, targets)
+    total = torch.zeros((n, *model.spec.shape), dtype=torch.float32, device=model.torch_device)
+    rows = torch.arange(n * rows_per_image, device=model.torch_device)
+
+    def chunk(r: torch.Tensor) -> torch.Tensor:
+        images = torch.div(r, rows_per_image, rounding_mode="floor")
+        grads, scores = grad_and_scores(forward, build_rows(images, r % rows_per_image), tt[images])
+        if transform is not None:
+            grads = transform(grads, r % rows_per_image)
+        # Rows of one image are contiguous inside a chunk: sum each run (deterministic, unlike
+        # index_add_ on CUDA).
+        first = int(images[0])
+        counts = torch.bincount(images - first).tolist()
+        start = 0
+        for offset, count in enumerate(counts):
+            if count:
+                total[first + offset] += grads[start:start + count].sum(dim=0)
+                start += count
+        return scores
+
+    scores = torch_batched(chunk, rows, batch_size=batch_size)
+    return total, scores
+
+
+def channel_reduce(a: np.ndarray, spec: "InputSpec", how: str) -> np.ndarray:
+    """(N, *shape) in the model layout -> (N, H, W): 'absmax' max |a| over channels, 'signed' the
+    value at the channel of largest |a| (its sign kept), 'sum' the sum over channels, 'abssum' sum of |a|."""
+    axis = spec.channel_axis
+    if how == "absmax":
+        return np.abs(a).max(axis=axis)
+    if how == "signed":
+        idx = np.expand_dims(np.abs(a).argmax(axis=axis), axis)
+        return np.take_along_axis(a, idx, axis=axis).squeeze(axis)
+    if how == "sum":
+        return a.sum(axis=axis)
+    if how == "abssum":
+        return np.abs(a).sum(axis=axis)
+    raise ValueError(f"unknown channel reduction {how!r}")
+
+
+def display_to_model(spec: "InputSpec", images: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) in [0, 1] -> the model's preprocessed input, differentiably."""
+    dev, dt = images.device, images.dtype
+    mean = torch.tensor(spec.mean, device=dev, dtype=dt).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=dev, dtype=dt).view(1, -1, 1, 1)
+    x = (images * (255.0 * spec.scale) - mean) / std
+    return x.permute(0, 2, 3, 1) if spec.layout == "NHWC" else x
+
+
+def model_to_display(spec: "InputSpec", x: np.ndarray) -> np.ndarray:
+    """Model input -> (N, C, H, W) float32 in [0, 1] (the inverse of `display_to_model`)."""
+    return np.ascontiguousarray(np.transpose(spec.to_display(x), (0, 3, 1, 2)), dtype=np.float32)
