@@ -133,6 +133,25 @@ def faces() -> np.ndarray:
     return np.load(DATA / "skimage_lfw_subset_200x25x25.npy")[:100]
 
 
+def faces_dataset(faces: np.ndarray, n: int = 40, classes: int = 4):
+    """`n` real LFW faces as 8-bit pixels with made-up labels 0..classes-1 (for reports on tiny models)."""
+    from onnxplain.engine.data import Dataset
+
+    pixels = np.clip(np.rint(faces[:n] * 255), 0, 255).astype(np.uint8)
+    return Dataset(images=pixels, labels=np.arange(n, dtype=np.int64) % classes, class_names=None,
+                   source="LFW faces (test)", ids=tuple(f"face{i}" for i in range(n)))
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tmp_path_factory: pytest.TempPathFactory, tiny_onnx: Callable[..., Path], faces: np.ndarray) -> Path:
+    """The full HTML report (every section) of the tiny seeded CNN on 40 real faces with 4 made-up classes."""
+    from onnxplain.engine import Model
+    from onnxplain.engine.report import build_report
+
+    model = Model(tiny_onnx(size=16, classes=4))
+    return build_report(model, faces_dataset(faces), tmp_path_factory.mktemp("tiny_report"), seed=0)
+
+
 # ----------------------------------------------------------------------------- zoo models exported to ONNX
 # What the MANIFEST says about each zoo model, as export options (labels, preprocessing, missing facts).
 _ZOO_FER_SCALED = {"labels": "fer2013", "scale": 2.0 / 255.0, "mean": 1.0, "std": 1.0}  # (x/255 - 0.5) * 2
