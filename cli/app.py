@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from . import commands_eval, commands_explain, commands_features, commands_model
+from . import commands_bench, commands_eval, commands_explain, commands_features, commands_grade, commands_model
 from .errors import OnnxplainGroup
 
-COMMAND_MODULES = (commands_model, commands_explain, commands_features, commands_eval)
+COMMAND_MODULES = (commands_model, commands_explain, commands_features, commands_eval, commands_grade, commands_bench)
 
 app = typer.Typer(
     name="onnxplain",

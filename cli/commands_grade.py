@@ -1,0 +1,107 @@
+"""`grade`: every submission of a class exported, evaluated and explained, isolated and resumable."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .options import DataOpt, Device, DeviceOpt, JsonOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt, TrustOpt
+from .output import OUT_ROOT, command_output, say
+
+
+def register(app: typer.Typer) -> None:
+    app.command("grade")(grade_command)
+
+
+def grade_command(
+    submissions: Annotated[Path, typer.Argument(
+        help="A folder with one model file or one folder per student (the name is the student id).",
+        show_default=False)],
+    data: DataOpt,
+    out: OutOpt = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Submissions graded in parallel processes.")] = 1,
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods for every student.")]
+    = "saliency,lime,ig",
+    per_class: Annotated[int, typer.Option("--per-class", min=1, help="Images of each class to explain.")] = 1,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Export time limit per submission, seconds.")]
+    = 120.0,
+    memory_gb: Annotated[float, typer.Option("--memory-gb", min=0.5, help="Export memory limit per submission.")]
+    = 4.0,
+    arch_name: Annotated[Optional[str], typer.Option(
+        "--arch-name", help="The model class of state_dict submissions, looked up in each student's .py files "
+        "(run only with --trust, only in the isolated process).", show_default=False)] = None,
+    input_shape: Annotated[Optional[str], typer.Option(
+        "--input-shape", help="Input shape for PyTorch submissions that do not carry one: 1,1,48,48.",
+        show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        "--labels", help="Class names for every model: fer2013, food11, digits or a,b,c.", show_default=False)] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="LIME samples.", show_default=False)]
+    = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Integrated-gradients steps.",
+                                                 show_default=False)] = None,
+    limit: LimitOpt = None,
+    trust: TrustOpt = False,
+    device: DeviceOpt = Device.cpu,
+    seed: SeedOpt = 0,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Grade a class: export (isolated, time- and memory-limited), evaluate on the same data and explain the
+    same images for every submission; writes OUT/<id>/report.html, summary.csv, summary.json and index.html.
+    Re-running skips submissions whose files and options are unchanged."""
+    from onnxplain.engine.errors import BadInputError
+    from onnxplain.engine.grading import GradeOptions, discover_submissions, run_pool, status_counts, write_summary
+    from onnxplain.engine.registry import method_names
+
+    from .loading import resolve_device
+
+    if not data.exists():
+        raise BadInputError(f"{data}: no such file or folder")
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in method_names()]
+    if unknown:
+        raise BadInputError(f"unknown method {unknown[0]!r}; known methods: {', '.join(method_names())}")
+    params: dict[str, dict[str, Any]] = {}
+    if samples is not None:
+        params["lime"] = {"samples": samples}
+    if steps is not None:
+        params["ig"] = {"steps": steps}
+    options = GradeOptions(
+        data=str(data.resolve()), methods=chosen, per_class=per_class, limit=limit, seed=seed, timeout=timeout,
+        memory_gb=memory_gb, trust=trust, arch_name=arch_name, input_shape=input_shape, labels=labels,
+        device=resolve_device(device.value), method_params=params,
+    )
+    subs = discover_submissions(submissions)
+    folder = out or OUT_ROOT / "grade" / submissions.resolve().name
+    folder.mkdir(parents=True, exist_ok=True)
+    with command_output(json_mode=json_out, quiet=quiet) as run:
+        done = 0
+
+        def progress(row: dict[str, Any]) -> None:
+            nonlocal done
+            done += 1
+            note = "unchanged, skipped" if row.get("skipped") else row["status"]
+            run.progress(f"graded {done}/{len(subs)}: {row['id']} ({note})", done / len(subs))
+
+        run.progress(f"grading {len(subs)} submissions with {workers} worker(s)", 0.0)
+        rows = run_pool(subs, options, folder, workers=workers, progress=progress)
+        index = write_summary(folder, rows, options)
+        doc = {"command": "grade", "out": str(folder), "index": str(index), "counts": status_counts(rows),
+               "skipped": sum(1 for r in rows if r.get("skipped")), "submissions": len(rows)}
+        run.result(doc, paths=[index, folder / "summary.csv"], human=lambda console: _print(console, rows))
+
+
+def _print(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(rows)} submissions", title_justify="left")
+    for col in ("student", "status", "accuracy", "parameters", "reason"):
+        table.add_column(col, justify="right" if col in ("accuracy", "parameters") else "left")
+    for r in rows:
+        acc = r.get("accuracy")
+        table.add_row(r["id"], r["status"] + (" (cached)" if r.get("skipped") else ""),
+                      "" if acc is None else f"{acc:.3f}", str(r.get("parameters") or ""),
+                      (r.get("reason") or r.get("note") or "")[:90])
+    console.print(table)
+    say(console, "summary:")

@@ -1,0 +1,238 @@
+"""One submission, graded: the unit of work that the local pool (or Ray, or anything) dispatches.
+
+`grade_one(submission, options, out_root)` is a plain function of picklable arguments that returns
+a JSON-ready row and leaves `OUT/<id>/` complete or untouched: everything is written into a
+temporary folder first and renamed into place at the end, so an interrupted run never leaves
+half a submission behind, and a finished one is skipped on the next run (same content, same options).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import BadInputError, DeviceError, OnnxplainError, UnsupportedModelError
+from ..sidecar import read_sidecar, write_json_atomic
+from .submissions import Submission, options_hash
+
+if TYPE_CHECKING:
+    from onnxplain.exporters import ExportWorker
+
+    from ..data import Dataset
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.json"
+STATUS_OK = "ok"
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    """Everything that changes a submission's results (and so its cache key)."""
+
+    data: str
+    methods: tuple[str, ...] = ("saliency", "lime", "ig")
+    per_class: int = 1
+    limit: int | None = None            # evaluate on at most this many images of the data
+    seed: int = 0
+    timeout: float = 120.0              # export time limit per submission (seconds)
+    memory_gb: float = 4.0
+    trust: bool = False
+    arch_name: str | None = None
+    input_shape: str | None = None
+    layout: str | None = None
+    labels: str | None = None
+    scale: float | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    device: str = "cpu"
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return options_hash({**asdict(self), "onnxplain": _version()})
+
+
+def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.PathLike[str], *,
+              worker: "ExportWorker | None" = None, dataset: "Dataset | None" = None,
+              picked: np.ndarray | None = None) -> dict[str, Any]:
+    """Export, evaluate and explain one submission into `out_root/<id>/`; never raises for a bad submission.
+
+    `worker` is a warm ExportWorker to reuse (one-shot otherwise); `dataset` and `picked` (the indices
+    of the images every student is explained on) may be passed in to avoid reloading the data.
+    """
+    out_root = Path(out_root)
+    final = out_root / submission.id
+    key = submission_key(submission, options)
+    previous = previous_result(out_root, submission, key)
+    if previous is not None:
+        return previous
+    tmp = out_root / f".{submission.id}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    row: dict[str, Any] = {"id": submission.id, "status": STATUS_OK, "reason": "", "key": key,
+                           "model_file": str(submission.model) if submission.model else None}
+    started = time.perf_counter()
+    try:
+        _grade_into(submission, options, tmp, row, worker, dataset, picked)
+    except OnnxplainError as exc:
+        row["status"], row["reason"] = classify(exc), str(exc)
+    except Exception as exc:  # noqa: BLE001 - a student's file must cost only its own row
+        log.exception("grading %s failed unexpectedly", submission.id)
+        row["status"], row["reason"] = "error", f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+    row["total_seconds"] = round(time.perf_counter() - started, 3)
+    write_json_atomic(tmp / RESULT, row)
+    _replace_dir(tmp, final)
+    return {**row, "skipped": False}
+
+
+def classify(exc: BaseException) -> str:
+    """The status word for a failure: what a grader filters the summary by."""
+    from onnxplain.exporters import WorkerGone
+
+    if isinstance(exc, WorkerGone):
+        text = str(exc)
+        if "time limit" in text:
+            return "timeout"
+        return "crashed" if "crashed" in text or "died" in text else "memory"
+    if isinstance(exc, UnsupportedModelError):
+        return "unsupported"
+    if isinstance(exc, BadInputError):
+        return "bad-input"
+    if isinstance(exc, DeviceError):
+        return "device"
+    return "conversion-failed"
+
+
+def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, Any],
+                worker: "ExportWorker | None", dataset: "Dataset | None", picked: np.ndarray | None) -> None:
+    from onnxplain.exporters import export, sniff_format
+    from onnxplain.exporters.sniff import framework_of
+
+    from ..model import Model
+    from ..report import build_report
+
+    if sub.model is None:
+        raise UnsupportedModelError(f"{sub.root.name} holds no model file (.onnx, .h5, .keras, .pt, .pth)")
+    if dataset is None:
+        dataset, picked = load_common_data(opt)
+    fmt = sniff_format(sub.model)
+    row["format"] = fmt
+    t0 = time.perf_counter()
+    pytorch = framework_of(fmt) == "pytorch"  # only PyTorch files lack an input shape of their own
+    onnx_path = export(
+        sub.model, tmp / "model.onnx", arch=_arch_for(sub, fmt, opt), trust=opt.trust,
+        input_shape=opt.input_shape if pytorch else None, layout=opt.layout, labels=opt.labels, scale=opt.scale,
+        mean=list(opt.mean) if opt.mean else None, std=list(opt.std) if opt.std else None,
+        timeout=opt.timeout, memory_gb=opt.memory_gb, worker=worker,
+    )
+    row["export_seconds"] = round(time.perf_counter() - t0, 3)
+    side = read_sidecar(onnx_path) or {}
+    source = side.get("source") or {}
+    row["framework"] = source.get("framework")
+    row["framework_version"] = source.get("framework_version")
+    row["parity"] = (side.get("parity") or {}).get("max_abs_diff")
+    model = Model(onnx_path, device=opt.device)  # type: ignore[arg-type]
+    summary = model.summary()
+    row["parameters"] = summary["total_params"]
+    row["classes"] = model.n_classes
+    data = dataset
+    if dataset.labels is not None and dataset.n_classes not in (None, model.n_classes):
+        row["note"] = (f"the model has {model.n_classes} classes but the data has {dataset.n_classes}; "
+                       "no accuracy, images explained for the predicted class")
+        data = _without_labels(dataset)
+    t0 = time.perf_counter()
+    page = build_report(model, data, tmp, per_class=opt.per_class, methods=list(opt.methods), seed=opt.seed,
+                        features=False, picked=picked, method_params=opt.method_params)
+    row["explain_seconds"] = round(time.perf_counter() - t0, 3)
+    report = read_sidecar_json(tmp / "report.json")
+    evaluation = report.get("evaluation") or {}
+    row["accuracy"] = evaluation.get("accuracy")
+    per_class = evaluation.get("per_class") or []
+    row["per_class_accuracy"] = {c["name"]: c["recall"] for c in per_class} or None
+    row["torch_parity"] = model._torch_parity
+    row["method_seconds"] = {k: v.get("seconds") for k, v in (report.get("sections") or {}).items()
+                             if k in opt.methods}
+    row["method_errors"] = {k: v.get("error") for k, v in (report.get("sections") or {}).items()
+                            if k in opt.methods and v.get("error")}
+    row["report"] = f"{sub.id}/{page.name}"
+
+
+def load_common_data(opt: GradeOptions) -> tuple["Dataset", np.ndarray]:
+    """The data every submission is evaluated on, and the images every submission is explained on."""
+    from ..data import load_dataset, select_per_class
+
+    dataset = load_dataset(opt.data, limit=opt.limit)
+    if dataset.labels is None:
+        raise BadInputError(f"{opt.data} has no labels; grading needs labelled data to compare students")
+    return dataset, select_per_class(dataset, opt.per_class, opt.seed)
+
+
+def _arch_for(sub: Submission, fmt: str, opt: GradeOptions) -> str | None:
+    """A Keras architecture file beside weights-only weights, or the student's class for a state_dict."""
+    from onnxplain.exporters.sniff import framework_of
+
+    if fmt == "keras-h5-weights" and sub.arch is not None:
+        return str(sub.arch)
+    if opt.arch_name and framework_of(fmt) == "pytorch":
+        holders = [p for p in sub.python if f"class {opt.arch_name}" in p.read_text(encoding="utf-8", errors="replace")]
+        if not holders:
+            return None  # the exporter then explains what the file holds and what is missing
+        if not opt.trust:
+            raise UnsupportedModelError(
+                f"the model class {opt.arch_name} is defined in the student's {holders[0].name}; running it needs --trust"
+            )
+        return f"{holders[0]}:{opt.arch_name}"
+    return None
+
+
+def _without_labels(dataset: "Dataset") -> "Dataset":
+    from dataclasses import replace
+
+    return replace(dataset, labels=None, class_names=None)
+
+
+def read_sidecar_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def submission_key(submission: Submission, options: GradeOptions) -> str:
+    """Changes whenever the submission's files or the grading options change."""
+    return f"{submission.content_hash()}:{options.key()}"
+
+
+def previous_result(out_root: Path, submission: Submission, key: str) -> dict[str, Any] | None:
+    """The finished row of an earlier run with the same key (marked skipped), or None."""
+    result = Path(out_root) / submission.id / RESULT
+    if not result.exists():
+        return None
+    try:
+        row = read_sidecar_json(result)
+    except ValueError:
+        return None
+    if row.get("key") != key:
+        return None
+    return {**row, "skipped": True}
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Swap the finished folder into place: the old one is renamed away first, then removed."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _version() -> str:
+    from ..explanation import library_versions
+
+    return library_versions().get("onnxplain", "?")
