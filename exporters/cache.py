@@ -63,7 +63,7 @@ def cache_key(src: str | os.PathLike[str], options: ExportOptions, images: Any =
 
 def cache_entry(src: str | os.PathLike[str], options: ExportOptions, images: Any = None,
                 cache_dir: str | os.PathLike[str] | None = None) -> CacheEntry:
+    """The entry depends on content only: the same file under another name or path reuses it."""
     key = cache_key(src, options, images)
     folder = cache_root(cache_dir) / "exports" / key[:2] / key
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(src).stem)[:80] or "model"
-    return CacheEntry(folder=folder, onnx=folder / f"{stem}.onnx")
+    return CacheEntry(folder=folder, onnx=folder / "model.onnx")

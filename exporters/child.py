@@ -1,7 +1,8 @@
 """The export worker's child process: `python -m onnxplain.exporters.child RESPONSE_FD PRELOAD`.
 
-Reads one JSON request per line on stdin, answers one JSON line on RESPONSE_FD (stdout is sent to
-stderr, so chatter from TensorFlow or a student's code can never corrupt the protocol). Heavy
+Reads one JSON request per line on stdin; on RESPONSE_FD it writes a receipt (`{"ack": true}`) and
+then the answer, one JSON line each (stdout is sent to stderr, so chatter from TensorFlow or a
+student's code can never corrupt the protocol). Heavy
 libraries are imported once, at start. Each request runs under its own address-space limit
 (RLIMIT_AS, relative to what the process holds when the request starts: TensorFlow alone reserves
 about 5 GiB of virtual memory, so an absolute 4 GiB limit would not even let it import). Errors
@@ -30,6 +31,9 @@ def main(argv: list[str]) -> int:
     response_fd = int(argv[1])
     preload = [p for p in (argv[2] if len(argv) > 2 else "").split(",") if p]
     os.dup2(2, 1)  # anything printed goes to stderr, never into the response channel
+    # Triton (pulled in by torch._dynamo, e.g. via torchvision or the dynamo exporter) loads its own LLVM,
+    # which aborts the process when TensorFlow's LLVM is already loaded. Exports never need Triton.
+    sys.modules["triton"] = None  # type: ignore[assignment]
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     for group in preload:
         for module in PRELOADS.get(group, ()):
@@ -42,6 +46,7 @@ def main(argv: list[str]) -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
+        _send(out, {"ack": True})  # receipt: from here on, a death is this request's doing
         try:
             request = json.loads(line)
         except json.JSONDecodeError:

@@ -75,9 +75,17 @@ def layer_configs(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
         stack.extend(reversed(children))
 
 
-def is_keras3_config(config: dict[str, Any]) -> bool:
-    """Keras 3 serialises every object with `module` and `registered_name` keys."""
-    return any("registered_name" in layer or "module" in layer for layer in layer_configs(config))
+def is_keras3_config(config: dict[str, Any], file_version: str = "") -> bool:
+    """Written by Keras 3? The version stamp decides (`to_json()` adds one, so do h5 attributes); without
+    one, Keras 3's own vocabulary does (dtype policies as objects, `batch_shape` input layers)."""
+    version = str(config.get("keras_version") or file_version or "")
+    if version:
+        return version.startswith("3")
+    for layer in layer_configs(config):
+        inner = layer.get("config")
+        if isinstance(inner, dict) and ("batch_shape" in inner or isinstance(inner.get("dtype"), dict)):
+            return True
+    return False
 
 
 def check_config(config: dict[str, Any], *, trust: bool, what: str, known: Callable[[dict[str, Any]], bool]) -> None:

@@ -93,14 +93,14 @@ def _load_h5(src: Path, options: ExportOptions) -> tuple[Any, dict[str, Any], st
                 "architecture with --arch model.json (the output of model.to_json())"
             )
         config = read_arch_file(options.arch)
-        keras3 = is_keras3_config(config) or version.startswith("3")
+        keras3 = is_keras3_config(config, version)
         check_config(config, trust=options.trust, what=f"--arch {Path(options.arch).name}", known=_known(keras3))
         model = _guarded(src, lambda: _from_config(config, keras3, options.trust))
         _guarded(src, lambda: model.load_weights(str(src)), what="the weights do not fit --arch")
         source.update(serialization="h5 weights + architecture", arch=options.arch)
         return model, source, "keras3" if keras3 else "tf_keras"
     config = parse_config(config_text, src.name)
-    keras3 = version.startswith("3") or is_keras3_config(config)
+    keras3 = is_keras3_config(config, version)
     check_config(config, trust=options.trust, what=src.name, known=_known(keras3))
     if options.arch is not None:
         log.warning("%s holds its own architecture; --arch %s is ignored", src.name, options.arch)
@@ -152,8 +152,9 @@ def _tf_keras(trust: bool) -> Any:
     import tf_keras
 
     _used.add("tf_keras")
-    if trust and hasattr(tf_keras.config, "enable_unsafe_deserialization"):
-        tf_keras.config.enable_unsafe_deserialization()
+    config = getattr(tf_keras, "config", None)
+    if trust and hasattr(config, "enable_unsafe_deserialization"):
+        config.enable_unsafe_deserialization()
     return tf_keras
 
 

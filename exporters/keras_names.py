@@ -47,6 +47,8 @@ def restore_names(proto: Any, names: dict[str, str]) -> dict[str, str]:
     layer_names: dict[str, str] = {}
     for node in proto.graph.node:
         layer = _innermost_layer(node.name, names)
+        if layer is None:  # tf2onnx's optimizer names fused nodes `Conv__73`; the weights still carry the scope
+            layer = next((found for v in node.input[1:] if (found := _innermost_layer(v, names))), None)
         node.name = node_map.get(node.name, node.name)
         if layer is not None:
             layer_names[node.name] = layer

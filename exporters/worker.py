@@ -7,8 +7,8 @@ request; the parent process never imports TensorFlow. Errors cross the boundary 
 (class name, one-line message) and are raised here as the same OnnxplainError subclass.
 
 Memory: the child limits its own address space per request (RLIMIT_AS = what it holds + memory_gb),
-which turns a large allocation into a MemoryError there; the parent also watches the child's
-resident memory and kills it when it grows by more than memory_gb during a request.
+which turns a large allocation into a MemoryError there (or, inside C++ code, an abort that ends the
+child: reported as a crash that names the limit).
 """
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ _CRASH_HINTS = ("Error", "error:", "Fatal", "Abort", "Segmentation", "Killed", "
 
 class WorkerGone(ConversionError):
     """The child ended a request by dying, hanging or outgrowing its memory limit."""
+
+
+class _DiedIdle(WorkerGone):
+    """The child was found dead before it took the request: safe to retry with a new one."""
 
 
 class ExportWorker:
@@ -116,7 +120,7 @@ class ExportWorker:
         threading.Thread(target=_drain, args=(self._proc.stderr, self._stderr), daemon=True).start()
         self._finalizer = weakref.finalize(self, _kill_group, self._proc)
         try:
-            ready = self._receive(time.monotonic() + self.startup_timeout, None, "starting the export process")
+            ready = self._receive(time.monotonic() + self.startup_timeout, "starting the export process")
         except WorkerGone:
             self._stop()
             raise
@@ -151,24 +155,30 @@ class ExportWorker:
                 "memory_bytes": int(memory_gb * 1024**3), "images": _save_images(images, Path(tmp)),
             }
             self._ensure_started()
-            reply = self._request(request, timeout, int(memory_gb * 1024**3), src_path.name)
+            reply = self._request(request, timeout, request["memory_bytes"], src_path.name)
         if not reply.get("ok"):
             cls = _ERRORS.get(str(reply.get("error")), ConversionError)
             raise cls(str(reply.get("message") or "the export failed"))
         return dict(reply.get("sidecar") or {})
 
     def _request(self, request: dict[str, Any], timeout: float, memory_bytes: int, name: str) -> dict[str, Any]:
-        assert self._proc is not None and self._proc.stdin is not None
-        self._stderr.clear()
-        rss_start = _rss(self._proc.pid)
+        """Send, wait for the child's receipt, then for the answer. A child that dies before its receipt
+        died while idle (killed, out of memory): it is replaced and the request sent once more."""
+        deadline = time.monotonic() + timeout
+        what = f"exporting {name}"
         try:
-            self._proc.stdin.write((json.dumps(request) + "\n").encode())
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            self._fail(f"the export process died before exporting {name}")
-        try:
-            reply = self._receive(time.monotonic() + timeout, (rss_start + memory_bytes, memory_bytes),
-                                  f"exporting {name}", timeout=timeout)
+            for attempt in (1, 2):
+                try:
+                    if not self._send(request):
+                        raise _DiedIdle(f"the export process died before {what}")
+                    self._receive(deadline, what, timeout=timeout, idle=True)
+                    break
+                except _DiedIdle:
+                    self._stop()
+                    if attempt == 2:
+                        raise
+                    self._ensure_started()
+            reply = self._receive(deadline, what, timeout=timeout, memory_bytes=memory_bytes)
         except WorkerGone:
             self._stop()
             raise
@@ -177,9 +187,19 @@ class ExportWorker:
             self._stop()
         return reply
 
-    def _receive(self, deadline: float, memory: tuple[int, int] | None, what: str,
-                 timeout: float | None = None) -> dict[str, Any]:
-        """The next JSON line from the child, or WorkerGone on death, deadline or memory overrun."""
+    def _send(self, request: dict[str, Any]) -> bool:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._stderr.clear()
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def _receive(self, deadline: float, what: str, *, timeout: float | None = None,
+                 memory_bytes: int | None = None, idle: bool = False) -> dict[str, Any]:
+        """The next JSON line from the child, or WorkerGone when it dies or misses the deadline."""
         assert self._proc is not None and self._resp_fd is not None
         while b"\n" not in self._buffer:
             now = time.monotonic()
@@ -191,11 +211,12 @@ class ExportWorker:
                 chunk = os.read(self._resp_fd, 1 << 16)
                 if not chunk:
                     self._proc.wait(timeout=5)
-                    self._fail(f"the export process crashed while {what} ({self._death()})")
+                    if idle:
+                        raise _DiedIdle(f"the export process died before {what} ({self._death()})")
+                    gib = (memory_bytes or 0) / 1024**3
+                    limit = f"; it may have hit the {gib:g} GiB memory limit" if memory_bytes else ""
+                    self._fail(f"the export process crashed while {what} ({self._death()}){limit}")
                 self._buffer += chunk
-            elif memory is not None and _rss(self._proc.pid) > memory[0]:
-                self._fail(f"{what} used more than the {memory[1] / 1024**3:g} GiB memory limit; "
-                           "the export process was stopped (raise --memory-gb if the model is really that large)")
         line, _, self._buffer = self._buffer.partition(b"\n")
         try:
             return json.loads(line)
