@@ -264,7 +264,12 @@ def _per_channel(value: Sequence[float] | float, channels: int, what: str) -> tu
 
 
 def _is_batch(arr: np.ndarray, spec: InputSpec) -> bool:
-    """A 3-D array is a batch of gray images when it is not a single HxWxC / CxHxW image."""
+    """A 3-D array is a batch of gray images when it is not a single HxWxC / CxHxW image.
+
+    A last axis of 1-4 is a channel axis (gray, gray+alpha, RGB, RGBA: an HxWx4 image is one image,
+    never 'H images 4 pixels wide'); a first axis of 1 or 3 is a CxHxW image. So (3, H, W) means
+    one RGB image, not three gray ones: pass a list to mean three images.
+    """
     if arr.ndim != 3:
         return False
-    return arr.shape[-1] not in _CHANNEL_COUNTS and arr.shape[0] not in _CHANNEL_COUNTS
+    return arr.shape[-1] > 4 and arr.shape[0] not in _CHANNEL_COUNTS

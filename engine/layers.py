@@ -4,6 +4,14 @@ tf2onnx names nodes `model/conv2d_7/Conv2D`  -> `conv2d_7`;
 torch.onnx (TorchScript) `/features/features.3/Conv` -> `features.3`;
 torch.onnx (dynamo) keeps parameter names `features.3.weight` -> `features.3`.
 A sidecar `layer_names` map, written by the exporter, wins over these rules.
+
+`params` counts the constant tensors the layer's nodes read, as they are in the ONNX graph:
+- a BatchNormalization that stays a node counts 4 x C (scale, bias, mean, variance), as Keras'
+  summary does (trainable + non-trainable); torch's `sum(p.numel())` counts only its 2 x C affine
+  parameters (mean and variance are buffers);
+- a BatchNorm that the exporter folded into the conv before it (torch.onnx in eval mode, both
+  exporters, and often tf2onnx) is no longer there: the conv's count is its own weights and bias, so
+  a torch model's total is `sum(p.numel())` minus 2 x C per folded BatchNorm.
 """
 from __future__ import annotations
 

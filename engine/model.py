@@ -391,12 +391,37 @@ def _cuda_fallback_reason(ort: Any) -> str:
             return "no CUDA GPU is visible (torch.cuda.is_available() is False); use --device cpu"
     except ImportError:
         pass
+    major = _ort_cuda_major(ort)
     missing = []
-    for lib in ("libcudart.so.12", "libcublasLt.so.12", "libcudnn.so.9", "libcufft.so.11", "libcurand.so.10"):
+    for lib, package in _cuda_libraries(major):
         try:
             ctypes.CDLL(lib)
         except OSError:
-            missing.append(lib)
+            missing.append((lib, package))
     if missing:
-        return f"missing CUDA/cuDNN libraries: {', '.join(missing)}; install the CUDA 12 runtime and cuDNN 9, or use --device cpu"
+        libs = ", ".join(lib for lib, _ in missing)
+        packages = " ".join(sorted({package for _, package in missing}))
+        return (f"missing CUDA {major} libraries: {libs}; `pip install {packages}` (or install the CUDA {major} "
+                f"runtime and cuDNN 9), or use --device cpu")
     return "the CUDA provider failed to initialise (see onnxruntime's log with ORT_LOG_SEVERITY=0); use --device cpu"
+
+
+def _ort_cuda_major(ort: Any) -> int:
+    """The CUDA major version this onnxruntime-gpu build links against (12 when it does not say)."""
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+
+        return int(str(getattr(info, "cuda_version", "12")).split(".")[0])
+    except (ImportError, ValueError):
+        return 12
+
+
+def _cuda_libraries(major: int) -> list[tuple[str, str]]:
+    """(soname, pip package) of what onnxruntime's CUDA provider loads, for CUDA 12 or 13."""
+    if major >= 13:  # NVIDIA's CUDA 13 wheels dropped the -cuXX suffix (cuDNN kept it)
+        return [(f"libcudart.so.{major}", "nvidia-cuda-runtime"), (f"libcublasLt.so.{major}", "nvidia-cublas"),
+                ("libcudnn.so.9", "nvidia-cudnn-cu13"), ("libcufft.so.12", "nvidia-cufft"),
+                ("libcurand.so.10", "nvidia-curand")]
+    return [("libcudart.so.12", "nvidia-cuda-runtime-cu12"), ("libcublasLt.so.12", "nvidia-cublas-cu12"),
+            ("libcudnn.so.9", "nvidia-cudnn-cu12"), ("libcufft.so.11", "nvidia-cufft-cu12"),
+            ("libcurand.so.10", "nvidia-curand-cu12")]
