@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.run import SHARED, model_path, say
 from onnxplain.engine import Model, explain
-from onnxplain.engine.benchmark import BenchConfig, markdown, report_document, run_benchmark
+from onnxplain.engine.benchmark import BenchConfig, markdown, parse_int_list, report_document, run_benchmark
 from onnxplain.engine.errors import OnnxplainError
 from onnxplain.engine.sidecar import write_json_atomic, write_text_atomic
 
@@ -42,21 +42,26 @@ def face_image() -> np.ndarray:
     return np.ascontiguousarray(img[r0:r1, c0:c1, ::-1])
 
 
+def make_config(args: argparse.Namespace) -> BenchConfig:
+    """Both methods, ours and the references, with the issue's parameters; floors on onnxruntime only."""
+    return BenchConfig(methods=("lime", "occlusion"), batch_sizes=parse_int_list(args.images, "--images"),
+                       repeats=args.repeats, warmup=1, budget_s=args.budget, compare=True, backends=False, memory=False,
+                       params={"lime": {"samples": 1000}, "occlusion": {"window": 8, "stride": 4, "baseline": 0.0}})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.forward_methods", description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="o01,k01", help="zoo keys or paths, comma-separated (o01,k01)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--images", default="1", help="images per call, comma-separated (1); the face is repeated")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per measurement before repeating stops")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
     args = ap.parse_args(argv)
-    config = BenchConfig(methods=("lime", "occlusion"), batch_sizes=(1,), repeats=args.repeats, warmup=1,
-                         budget_s=args.budget, compare=True, backends=False, memory=False,
-                         params={"lime": {"samples": 1000}, "occlusion": {"window": 8, "stride": 4, "baseline": 0.0}})
-    image = face_image()
     sections, reports = [], []
     try:
+        image, config = face_image(), make_config(args)
         for key in (k.strip() for k in args.models.split(",") if k.strip()):
             model = Model(model_path(key, args.cache), args.device)
             report = run_benchmark(model, [image], config, name=key, progress=say)
@@ -68,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     head = (f"## LIME and occlusion, onnxplain vs references, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
-            f"One face cropped from {PHOTO} (rows {FACE_BOX[0]}:{FACE_BOX[1]}, columns {FACE_BOX[2]}:{FACE_BOX[3]}).\n\n")
+            f"One face cropped from {PHOTO} (rows {FACE_BOX[0]}:{FACE_BOX[1]}, columns {FACE_BOX[2]}:{FACE_BOX[3]}), "
+            "repeated when a call takes several images.\n\n")
     md = head + "\n".join(sections)
     write_json_atomic(args.out / f"forward_methods-{args.device}.json",
                       {**report_document(reports), "image": {"file": PHOTO, "box": list(FACE_BOX)}})

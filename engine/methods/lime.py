@@ -108,7 +108,7 @@ def fit_lime(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.nd
     x_d, hid_d = arrays.put(x, np.float32), arrays.put(hidden, np.float32)
 
     def build(i: int, a: int, b: int) -> Any:
-        keep = data_d[i, a:b][:, seg_d[i]].reshape(b - a, h, w)
+        keep = arrays.take_columns(data_d[i, a:b], seg_d[i]).reshape(b - a, h, w)
         return arrays.where(arrays.channel_mask(keep), x_d[i], hid_d[i])
 
     outputs = predict_perturbed(arrays, n_img, samples, build, batch_size)
