@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------- prepare
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` that onnx2torch can convert: constants as initializers, shapes folded."""
-    m = ir.from_proto(model)
+    m = _ir_copy(model)
     ir.passes.Sequential(
         common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
         common_passes.RemoveInitializersFromInputsPass(),
@@ -50,6 +50,13 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     )(m)
     _normalise_reshape_allowzero(m)
     return ir.to_proto(m)
+
+
+def _ir_copy(model: onnx.ModelProto) -> ir.Model:
+    """onnx-ir wraps the proto's tensors (and its passes rename them): work on a copy, never the caller's."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return ir.from_proto(copy)
 
 
 def _fold_constant_of_shape(node: ir.Node) -> bool | None:
@@ -318,7 +325,7 @@ def optimize(model: onnx.ModelProto, rewrites: Sequence[str] | None = None) -> o
     unknown = [n for n in names if n not in REWRITES]
     if unknown:
         raise ValueError(f"unknown rewrite {unknown[0]!r}; known: {', '.join(REWRITES)}")
-    m = ir.from_proto(model)
+    m = _ir_copy(model)
     for name in names:
         count = _apply(m, REWRITES[name])
         if count:

@@ -321,7 +321,9 @@ def test_prepare_folds_runtime_shape_computations(tmp_path: Path) -> None:
     path = export_onnx(ViewNet().eval(), tmp_path / "view.onnx", (2, 1, 8, 8), exporter="torchscript", opset=13)
     model = onnx.load(path)
     assert {"Shape", "ConstantOfShape"} <= set(count_ops(model))
+    original = model.SerializeToString()
     prepared = prepare(model)
+    assert model.SerializeToString() == original  # the caller's model is left as it was
     assert not {"Shape", "Gather", "Concat", "ConstantOfShape"} & set(count_ops(prepared))
     x = np.random.default_rng(3).normal(size=(5, 1, 8, 8)).astype(np.float32)
     assert np.abs(ort_run(prepared, {"input": x})[0] - ort_run(model, {"input": x})[0]).max() <= 1e-5
