@@ -40,7 +40,13 @@ def export(
     worker: ExportWorker | None = None,
 ) -> Path:
     """Export a Keras/PyTorch file (or validate an ONNX one) to `out` (default: SRC with .onnx) plus its
-    sidecar, in a child process; returns `out`. Errors are OnnxplainError subclasses with one-line messages."""
+    sidecar `out.json`, in a child process; returns `out`. Errors are OnnxplainError subclasses with
+    one-line messages.
+
+    `images` (an array of 8-bit or [0, 1] images, or a list of them) join the 16 seeded random inputs in
+    the parity check. `timeout` (seconds) and `memory_gb` bound this one export inside the worker; a
+    one-shot worker's start-up (importing TensorFlow/torch) is not counted. `worker`: a warm
+    ExportWorker to reuse (else one is started for this call and stopped after it)."""
     src_path = Path(src)
     fmt = sniff.sniff_format(src_path)
     options = ExportOptions.build(arch=arch, arch_args=arch_args, input_shape=input_shape, weights_key=weights_key,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 import types
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ WEIGHT_KEYS = ("state_dict", "model_state_dict", "model", "network", "net")
 
 def load_torch(src: Path, fmt: str, options: ExportOptions) -> tuple[Any, dict[str, Any]]:
     """(module in eval mode on the CPU, sidecar `source` facts)."""
-    import torch
-
-    source: dict[str, Any] = {"framework": "pytorch", "framework_version": torch.__version__}
+    source: dict[str, Any] = {"framework": "pytorch"}
+    version = _zip_format_version(src)
+    if version is not None:
+        source["format_version"] = version  # torch's zip serialization format, the file's own record
     if fmt == sniff.TORCHSCRIPT:
         source["serialization"] = "torchscript"
         return _load_torchscript(src), source
@@ -41,6 +43,15 @@ def load_torch(src: Path, fmt: str, options: ExportOptions) -> tuple[Any, dict[s
     obj = _unpickle(src, fmt, options)
     module = _to_module(obj, src, options, source)
     return module.eval(), source
+
+
+def _zip_format_version(src: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(src) as zf:
+            name = next((n for n in zf.namelist() if n == "version" or n.endswith("/version")), None)
+            return zf.read(name).decode("ascii").strip()[:16] if name else None
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError):
+        return None
 
 
 def _load_torchscript(src: Path) -> Any:

@@ -125,6 +125,7 @@ def test_t04_torchscript_saved_on_cuda_exports_on_cpu(export_worker: ExportWorke
     side = read_sidecar(out)
     assert side["parity"]["max_abs_diff"] <= 1e-4
     assert side["source"]["format"] == "torchscript" and side["source"]["serialization"] == "torchscript"
+    assert side["source"]["format_version"].isdigit()  # the zip's own serialization format record
     assert side["input"]["layout"] == "NCHW" and side["input"]["dynamic_batch"] is True
     assert side["exporter"]["converter"] == {"name": "torch.onnx (torchscript)", "opset": 17}
     assert mnist_accuracy(out) > 0.95  # real MNIST test digits, x/255: the export is the trained network
