@@ -14,22 +14,20 @@ from tests.conftest import make_tiny_cnn, zoo_path
 from tests.exporters.export_helpers import read_sidecar
 
 
-class CountingWorker(ExportWorker):
-    """An ExportWorker that counts the exports it really runs."""
+class CountingWorker:
+    """The session's worker, counting the exports it is really asked for."""
 
-    def __init__(self) -> None:
-        super().__init__(preload=("torch",))
-        self.requests = 0
+    def __init__(self, worker: ExportWorker) -> None:
+        self.worker, self.requests = worker, 0
 
     def export(self, *args, **kwargs):
         self.requests += 1
-        return super().export(*args, **kwargs)
+        return self.worker.export(*args, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def counting_worker():
-    with CountingWorker() as worker:
-        yield worker
+@pytest.fixture
+def counting_worker(export_worker: ExportWorker) -> CountingWorker:
+    return CountingWorker(export_worker)
 
 
 def test_onnx_is_returned_as_is(tmp_path: Path) -> None:
