@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-extensions", "--hide-scrollbars", "--remote-debugging-pipe",
 ]
+# Chromium reads DevTools commands on fd 3 and writes replies on fd 4.
+WIRE_PIPES = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+              "os.execv(sys.argv[3], sys.argv[3:])")
 # Collects what the page reports once loaded: every <img> with its decoded size.
 IMAGES_JS = """JSON.stringify(Array.from(document.images).map(img => ({
     src: img.getAttribute('src').slice(0, 30), complete: img.complete,
@@ -40,26 +44,27 @@ def chromium_binary() -> str:
     pytest.fail("Chromium is not installed: run `make browser` (Debian: apt-get install chromium)")
 
 
+def _high_fd(fd: int) -> int:
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 class Browser:
     """A minimal DevTools-protocol client for one headless Chromium over pipes."""
 
     def __init__(self, profile: Path, timeout: float = 60.0) -> None:
         self.timeout = timeout
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-
-        def wire_pipes() -> None:  # in the child: Chromium reads commands on fd 3, writes replies on fd 4
-            # Move both ends above 4 first: a pipe end may already be fd 3 or 4, and dup2 onto itself
-            # would keep its close-on-exec flag.
-            high_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
-            high_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-
+        # A small Python trampoline moves the pipe ends to fds 3 and 4 and execs Chromium (no
+        # preexec_fn: the test process has threads). The ends are numbered 10 and up first, so that
+        # moving one onto 3 or 4 can never clobber the other.
+        to_chrome_r, self._to_chrome = (_high_fd(fd) for fd in os.pipe())
+        self._from_chrome, from_chrome_w = (_high_fd(fd) for fd in os.pipe())
         self.proc = subprocess.Popen(
-            [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            [sys.executable, "-c", WIRE_PIPES, str(to_chrome_r), str(from_chrome_w), chromium_binary(),
+             *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=wire_pipes, close_fds=False,
+            pass_fds=(to_chrome_r, from_chrome_w),
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
