@@ -203,7 +203,9 @@ class InputSpec:
         )
         if self.layout == "NCHW":
             x = np.transpose(x, (0, 3, 1, 2))
-        return np.ascontiguousarray(x, dtype=np.float32)
+        # A fresh C-order copy: ascontiguousarray keeps odd strides on a size-1 channel axis, which torch
+        # then reads as channels_last, and a student's x.view(-1, n) fails on it.
+        return np.array(x, dtype=np.float32, order="C", copy=True)
 
     def to_model_input(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         return self.pixels_to_model(self.to_pixels(images))
