@@ -135,7 +135,8 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
     side = read_sidecar(onnx_path) or {}
     source = side.get("source") or {}
     row["framework"] = source.get("framework")
-    row["framework_version"] = source.get("framework_version")
+    # Keras files record the Keras version that saved them; PyTorch files their serialization kind.
+    row["framework_version"] = source.get("framework_version") or source.get("serialization")
     row["parity"] = (side.get("parity") or {}).get("max_abs_diff")
     model = Model(onnx_path, device=opt.device)  # type: ignore[arg-type]
     summary = model.summary()
