@@ -105,6 +105,7 @@ def build_report(
     features: bool = True,
     picked: Sequence[int] | np.ndarray | None = None,
     method_params: dict[str, dict[str, Any]] | None = None,
+    trust: bool = True,
 ) -> Path:
     """Write the report for `model` on `dataset` into `out_dir`; returns the path of `report.html`.
 
@@ -114,7 +115,9 @@ def build_report(
     optional record of how the model was trained (`history`: per-epoch loss/accuracy) to plot;
     features: include filters, activation maps and deep dream (grading leaves them out for speed);
     picked: the dataset indices to explain (grading passes the same ones for every student);
-    method_params: per-method parameters, e.g. {"lime": {"samples": 500}}.
+    method_params: per-method parameters, e.g. {"lime": {"samples": 500}};
+    trust: include "Can these maps be trusted?" (deletion/insertion curves and the randomisation check of
+    every method, which runs each method again once per layer on a few images).
     """
     started = time.perf_counter()
     chosen_methods = _resolve_methods(methods)
@@ -128,7 +131,7 @@ def build_report(
     out = Path(out_dir)
     run = _Run(out=out, img=out / "img")
     run.img.mkdir(parents=True, exist_ok=True)
-    steps = 3 + len(chosen_methods) + 4
+    steps = 3 + len(chosen_methods) + 5
     step = 0
 
     def tick(what: str) -> None:
@@ -162,6 +165,9 @@ def build_report(
     if len(explanations) > 1:
         tick("all methods side by side")
         _comparison_section(run, model, list(explanations.values()), rows)
+    if trust and explanations:
+        tick("can these maps be trusted?")
+        _trust_section(run, model, list(explanations.values()), rows, seed)
 
     if features:
         display = model.spec.to_display(model.spec.to_model_input(list(images)))
@@ -403,6 +409,57 @@ def _comparison_section(run: _Run, model: "Model", expls: list["Explanation"], r
     s.figure(path, "Columns: the image, then each method's overlay.", relative_to=run.out)
     s.seconds = time.perf_counter() - t0
     run.add(s)
+
+
+TRUST_TEXT = (
+    "Does a map say something about the model, or only about the image? Deletion: the pixels the map ranks "
+    "highest are blacked out first; if the map is faithful, the probability of the explained class falls fast (a "
+    "low area under the curve). Insertion: starting from a black image, the top-ranked pixels are revealed first; "
+    "the probability should rise fast (a high area). Both are compared with a random pixel order (dashed). "
+    "Randomisation (Adebayo et al., 2018): the network's weights are replaced by random ones layer by layer from "
+    "the output down and the maps are computed again; maps that still look the same once every layer is random "
+    "(mean Spearman rank correlation above {threshold:g}) do not depend on what the model learnt and are flagged.")
+
+
+def _trust_section(run: _Run, model: "Model", expls: list["Explanation"], rows: list[dict[str, Any]],
+                   seed: int) -> None:
+    from .metrics import FLAG_THRESHOLD, trust_metrics
+    from .render.trust import render_curves, render_randomisation
+
+    t0 = time.perf_counter()
+    s = Section("trust", "Can these maps be trusted?", params={"steps": 32, "baseline": "black", "seed": seed,
+                                                                "randomised images": min(4, len(rows))})
+    s.text(TRUST_TEXT.format(threshold=FLAG_THRESHOLD))
+    results, table = {}, []
+    for expl in expls:
+        try:
+            results[expl.method] = (expl, trust_metrics(model, expl, seed=seed, randomisation_images=4))
+        except OnnxplainError as exc:
+            table.append([expl.method, f"could not run: {exc}", "-", "-", "-", "-"])
+            continue
+        c, r = results[expl.method][1].curves, results[expl.method][1].randomisation
+        table.append([expl.method, f"{c.deletion_auc.mean():.3f} ({c.random_deletion_auc.mean():.3f})",
+                      f"{c.insertion_auc.mean():.3f} ({c.random_insertion_auc.mean():.3f})",
+                      f"{int(c.beats_random.sum())} of {len(expl)}", f"{r.final_spearman:.2f} / {r.ssim[-1].mean():.2f}",
+                      "FLAGGED: the maps do not depend on the weights" if r.flagged else "passes"])
+    s.table(["method", "deletion AUC (random order)", "insertion AUC (random order)", "images better than random",
+             "Spearman / SSIM, every layer random", "randomisation check"], table, numeric=[1, 2, 3, 4])
+    for name, (expl, tm) in results.items():
+        title = METHOD_TEXT.get(name, (name,))[0]
+        s.heading(title)
+        s.figure(render_curves(tm.curves, run.figure(f"trust_{name}_curves")), f"{title}: deletion and insertion "
+                 "curves of every image (thin), their mean (thick) and a random pixel order (dashed).", relative_to=run.out)
+        s.figure(render_randomisation(tm.randomisation, run.figure(f"trust_{name}_randomisation")),  # type: ignore[arg-type]
+                 f"{title}: the first image's map as the layers are randomised from the top, and the similarity "
+                 "of all the maps to the original ones.", relative_to=run.out)
+        if tm.completeness_error is not None:
+            s.text("Completeness: the attributions of each image should add up to f(image) - f(baseline).")
+            diff = np.asarray(expl.extras.get("score_difference", np.full(len(expl), np.nan)))
+            s.table(["image", "f(image) - f(baseline)", "completeness error"],
+                    [(r["id"], _fmt(d), _fmt(e, percent=True)) for r, d, e in zip(rows, diff, tm.completeness_error)],
+                    numeric=[1, 2])
+    s.seconds = time.perf_counter() - t0
+    run.add(s, {"trust": {name: tm.record() for name, (_, tm) in results.items()}})
 
 
 def _feature_params(fn: Callable[..., Any], given: dict[str, Any]) -> dict[str, Any]:

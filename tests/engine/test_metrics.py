@@ -297,3 +297,27 @@ def test_trust_figures_have_the_layouts_size(tiny_model: Model, faces: np.ndarra
     assert png_size(render_randomisation(t.randomisation, tmp_path / "r.png").read_bytes()) == (700, 465)
     bare = randomisation_check(tiny_model, faces[:4], "gradcam", keep_maps=False)
     assert png_size(render_randomisation(bare, tmp_path / "b.png").read_bytes()) == (700, 305)
+
+
+# ------------------------------------------------------------------ the report section
+def test_report_section_has_every_method_consistently(tiny_report) -> None:
+    numbers = json.loads((tiny_report.parent / "report.json").read_text(encoding="utf-8"))
+    section = numbers["sections"]["trust"]
+    assert section["error"] is None and section["title"] == "Can these maps be trusted?"
+    trust = section["trust"]
+    methods = ["saliency", "smoothgrad", "lime", "ig", "occlusion", "gradcam"]
+    assert list(trust) == methods
+    assert len(section["figures"]) == 2 * len(methods)
+    assert all((tiny_report.parent / f).exists() for f in section["figures"])
+    first = trust["saliency"]["deletion_insertion"]
+    for name in methods:
+        di, rnd = trust[name]["deletion_insertion"], trust[name]["randomisation"]
+        # Same images and targets for every method: the unperturbed and the all-black ends agree, and so
+        # does the (seeded) random reference.
+        np.testing.assert_allclose(np.array(di["deletion"])[:, [0, -1]], np.array(first["deletion"])[:, [0, -1]],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(di["random_insertion_auc"], first["random_insertion_auc"], rtol=1e-5)
+        assert rnd["images"] == 4 and rnd["layers"] == ["classifier", "features.4", "features.0"]
+    assert len(trust["ig"]["completeness_error"]) == len(first["insertion_auc"])
+    page = tiny_report.read_text(encoding="utf-8")
+    assert "Can these maps be trusted?" in page and "completeness error" in page

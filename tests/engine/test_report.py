@@ -18,7 +18,7 @@ from onnxplain.engine.report import build_report, middle_conv_layer
 from tests.conftest import export_onnx, faces_dataset
 
 SECTIONS = ("summary", "evaluation", "saliency", "smoothgrad", "lime", "ig", "occlusion", "gradcam", "comparison",
-            "filters", "activations", "dream")
+            "trust", "filters", "activations", "dream")
 
 
 class Page(HTMLParser):
@@ -134,7 +134,8 @@ def test_report_without_labels_picks_per_predicted_class(tmp_path: Path, tiny_on
     preds = model.predict(model.spec.to_model_input(list(ds.images))).argmax(axis=1)
     assert sorted(row["predicted"] for row in numbers["selection"]) == sorted(set(preds.tolist()))
     assert all(row["true"] is None for row in numbers["selection"])
-    assert Page(page.read_text()).sections == ["summary", "evaluation", "saliency", "filters", "activations", "dream"]
+    assert Page(page.read_text()).sections == ["summary", "evaluation", "saliency", "trust", "filters", "activations",
+                                               "dream"]
     fractions = [f for _, f in calls if f is not None]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) >= 5
 
