@@ -99,7 +99,8 @@ class Model:
             self.onnx, self.sidecar, layout=layout, input_shape=input_shape,
             scale=scale, mean=mean, std=std, labels=labels,
         )
-        self._threads = threads
+        # ONNXPLAIN_THREADS caps onnxruntime's threads where several processes share few cores (test workers).
+        self._threads = threads or int(os.environ.get("ONNXPLAIN_THREADS", "0") or 0) or None
         self.session = self._make_session()
         out = self.session.get_outputs()
         if len(out) < 1:

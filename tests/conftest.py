@@ -14,6 +14,12 @@ import pytest
 import torch
 from torch import nn
 
+# `make test` runs two pytest workers on two cores: one thread each for torch and onnxruntime, since
+# oversubscribed torch threads busy-wait and ran 5-15x slower here than a single thread.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ.setdefault("ONNXPLAIN_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ONNXPLAIN_SHARED", ROOT.parent / "shared"))
 ZOO = SHARED / "zoo"
