@@ -1,7 +1,7 @@
 """Feature visualisation on a conv layer: filters by gradient ascent, activation maps, deep dream.
 
-All three read the layer's output through `Model.torch_module_with([layer.output])` (one autograd
-graph with the model output). Conv values are NCHW inside the graph, also for NHWC models.
+All three read the layer's values through `torch_ops.layer_values` (the model output, the layer's
+pre-activation and activation in one autograd graph; one cached module per layer, shared with Grad-CAM). Conv values are NCHW inside the graph, also for NHWC models.
 Images are optimised in display space, (B, C, H, W) in [0, 1], and mapped differentiably through
 the model's preprocessing and layout (`torch_ops.display_to_model`), so gray and RGB, NCHW and
 NHWC models all work the same way.
@@ -51,9 +51,8 @@ import torch.nn.functional as F
 from .batching import batch_slices
 from .errors import BadInputError
 from .layers import LayerInfo
-from .methods.gradcam import as_nchw, conv_layer
 from .model import Model
-from .torch_ops import display_to_model, to_numpy, to_tensor
+from .torch_ops import conv_layer, display_to_model, layer_values, to_numpy, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -170,31 +169,15 @@ def _display_nchw(model: Model, image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(pixels / 255.0, (0, 3, 1, 2)), dtype=np.float32)
 
 
-# Element-wise, non-decreasing activations: ascending their input ascends their output.
-_MONOTONE = {"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "Softplus", "Celu"}
-
-
-def pre_activation(model: Model, layer: LayerInfo) -> str:
-    """The ONNX value feeding the layer's final monotone activation, or the layer output itself."""
-    for node in model.onnx.graph.node:
-        if layer.output in node.output:
-            return node.input[0] if node.op_type in _MONOTONE else layer.output
-    return layer.output
-
-
-def _layer_forward(model: Model, layer: LayerInfo, *, pre: bool = False):
-    """images (B, C, H, W) in [0, 1] -> the layer's activation (B, C', h, w); with `pre`, the pair
-    (pre-activation, activation)."""
-    values = [pre_activation(model, layer), layer.output] if pre else [layer.output]
-    forward = model.torch_module_with(values)
+def _layer_forward(model: Model, layer: LayerInfo):
+    """images (B, C, H, W) in [0, 1] -> (pre-activation, activation) of the layer, (B, C', h, w) each."""
+    run = layer_values(model, layer)
     spec = model.spec
 
-    def run(images: torch.Tensor):
-        outs = forward(display_to_model(spec, images))[1:]
-        acts = tuple(as_nchw(a, layer) for a in outs)
-        return acts if pre else acts[0]
+    def forward(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return run(display_to_model(spec, images))[1:]
 
-    return run
+    return forward
 
 
 def _roll(images: torch.Tensor, jitter: int, gen: torch.Generator) -> torch.Tensor:
@@ -242,7 +225,7 @@ def visualize_filters(
     spec = model.spec
     shape = (spec.channels, spec.height, spec.width)
     start = _logit(_display_nchw(model, from_image)) if from_image is not None else None
-    run = _layer_forward(model, info, pre=True)
+    run = _layer_forward(model, info)
     images, first, last, first_obj, last_obj = [], [], [], [], []
     for s in batch_slices(len(idx), batch_size):
         group = idx[s]
@@ -303,7 +286,7 @@ def activation_maps(model: Model, image: np.ndarray, layer: str | None = None) -
     info = conv_layer(model, layer)
     display = _display_nchw(model, image)
     with torch.no_grad():
-        act = _layer_forward(model, info)(to_tensor(model, display))
+        act = _layer_forward(model, info)(to_tensor(model, display))[1]
     return ActivationMaps(layer=info.name, maps=np.ascontiguousarray(to_numpy(act[0])),
                           image=np.ascontiguousarray(np.transpose(display[0], (1, 2, 0))))
 
@@ -332,7 +315,7 @@ def deep_dream(
     def objective(imgs: torch.Tensor) -> torch.Tensor:
         if imgs.shape[-2:] != (h, w):
             imgs = F.interpolate(imgs, size=(h, w), mode="bilinear", align_corners=False)
-        return torch.linalg.vector_norm(run(imgs))
+        return torch.linalg.vector_norm(run(imgs)[1])
 
     base = to_tensor(model, _display_nchw(model, image))
     with torch.no_grad():

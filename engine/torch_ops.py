@@ -6,7 +6,9 @@
   many derived rows (`summed_gradients`: SmoothGrad's noisy copies, integrated gradients' path
   points), both through `engine.batching.torch_batched`, the one batching helper;
 - display images <-> model input as differentiable torch ops (`display_to_model`), for the
-  feature-visualisation optimisers that work on images in [0, 1].
+  feature-visualisation optimisers that work on images in [0, 1];
+- conv layers by name (`conv_layer`) and their values inside the model's autograd graph
+  (`layer_values`: output, pre-activation, activation), shared by Grad-CAM and engine.features.
 
 Scores are the model's own outputs (probabilities when the graph ends in a softmax, logits
 otherwise), as Captum takes them from the same module.
@@ -19,9 +21,11 @@ import numpy as np
 import torch
 
 from .batching import torch_batched
+from .errors import BadInputError
 
 if TYPE_CHECKING:
     from .input_spec import InputSpec
+    from .layers import LayerInfo
     from .model import Model
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -156,3 +160,53 @@ def display_to_model(spec: "InputSpec", images: torch.Tensor) -> torch.Tensor:
 def model_to_display(spec: "InputSpec", x: np.ndarray) -> np.ndarray:
     """Model input -> (N, C, H, W) float32 in [0, 1] (the inverse of `display_to_model`)."""
     return np.ascontiguousarray(np.transpose(spec.to_display(x), (0, 3, 1, 2)), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------- layers
+# Element-wise, non-decreasing activations: ascending their input ascends their output.
+MONOTONE_ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Clip", "HardSigmoid",
+                                  "Softplus", "Celu"})
+
+
+def conv_layer(model: "Model", name: str | None) -> "LayerInfo":
+    """The conv layer `name` (None: the last one); a non-conv layer is a user error listing the conv layers."""
+    layer = model.find_layer(name, kind="conv")
+    if layer.kind != "conv":
+        known = ", ".join(c.name for c in model.conv_layers()) or "none"
+        raise BadInputError(f"layer {layer.name!r} is a {layer.kind} layer, not a conv layer; conv layers: {known}")
+    return layer
+
+
+def pre_activation(model: "Model", layer: "LayerInfo") -> str:
+    """The ONNX value feeding the layer's final monotone activation, or the layer output itself."""
+    for node in model.onnx.graph.node:
+        if layer.output in node.output:
+            return node.input[0] if node.op_type in MONOTONE_ACTIVATIONS else layer.output
+    return layer.output
+
+
+def as_nchw(act: torch.Tensor, layer: "LayerInfo") -> torch.Tensor:
+    """A conv layer's value as (B, C, h, w): ONNX convs are NCHW, but a value taken after a layout
+    Transpose (NHWC) is moved back."""
+    if act.ndim != 4:
+        raise BadInputError(f"layer {layer.name!r} outputs shape {tuple(act.shape)}, not a 4-D feature map")
+    if layer.channels and act.shape[1] != layer.channels and act.shape[3] == layer.channels:
+        return act.permute(0, 3, 1, 2)
+    return act
+
+
+LayerValues = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"]
+
+
+def layer_values(model: "Model", layer: "LayerInfo") -> LayerValues:
+    """x (model input) -> (model output, pre-activation, activation), the last two (B, C, h, w), all in
+    one autograd graph. One module per layer (cached by the Model), whichever method asks."""
+    pre = pre_activation(model, layer)
+    forward = model.torch_module_with([layer.output] if pre == layer.output else [pre, layer.output])
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, *values = forward(x)
+        acts = [as_nchw(v, layer) for v in values]
+        return out, acts[0], acts[-1]
+
+    return run

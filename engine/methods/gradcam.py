@@ -15,41 +15,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
 from ..layers import LayerInfo
 from ..model import Model
 from ..registry import register
 from ..batching import torch_batched
-from ..torch_ops import select_scores, targets_tensor, to_numpy, to_tensor
-
-
-def conv_layer(model: Model, name: str | None) -> LayerInfo:
-    """The conv layer `name` (None: the last one); a non-conv layer is a user error listing the conv layers."""
-    layer = model.find_layer(name, kind="conv")
-    if layer.kind != "conv":
-        known = ", ".join(c.name for c in model.conv_layers()) or "none"
-        raise BadInputError(f"layer {layer.name!r} is a {layer.kind} layer, not a conv layer; conv layers: {known}")
-    return layer
-
-
-def as_nchw(act: torch.Tensor, layer: LayerInfo) -> torch.Tensor:
-    """A conv layer's value as (B, C, h, w): ONNX convs are NCHW, but a value taken after a layout
-    Transpose (NHWC) is moved back."""
-    if act.ndim != 4:
-        raise BadInputError(f"layer {layer.name!r} outputs shape {tuple(act.shape)}, not a 4-D feature map")
-    if layer.channels and act.shape[1] != layer.channels and act.shape[3] == layer.channels:
-        return act.permute(0, 3, 1, 2)
-    return act
+from ..torch_ops import conv_layer, layer_values, select_scores, targets_tensor, to_numpy, to_tensor
 
 
 def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(B, h, w) Grad-CAM at the layer's resolution for one batch."""
-    forward = model.torch_module_with([layer.output])
     inputs = x.detach().requires_grad_(True)  # so the graph reaches the layer even if it has no parameters
     with torch.enable_grad():
-        out, act = forward(inputs)
-        act = as_nchw(act, layer)
+        out, _, act = layer_values(model, layer)(inputs)
         (grads,) = torch.autograd.grad(select_scores(out, targets).sum(), act)
     weights = grads.mean(dim=(2, 3), keepdim=True)
     return torch.relu((weights * act.detach()).sum(dim=1))

@@ -1,8 +1,8 @@
 """SmoothGrad (Smilkov et al. 2017): saliency averaged over noisy copies of the input.
 
 Each image gets `samples` copies x + N(0, (sigma * (max(x) - min(x)))^2), the range taken per image
-in model space. The noise of image i comes from `numpy.random.default_rng([seed, i])`, so it does
-not depend on the batch size, the device or the other images. All noisy copies of all images are
+in model space. The noise of the i-th image of a call comes from `numpy.random.default_rng([seed, i])`,
+so it does not depend on the batch size, the device or the other images' values. All noisy copies of all images are
 cut into chunks of `batch_size` (one forward/backward per chunk) and never held all at once.
 
 map = max over channels of mean(|gradient|) over the samples: Captum's
