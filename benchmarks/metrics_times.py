@@ -4,7 +4,7 @@
                                                 [--images 8] [--rand-images 4] [--device cpu] [--out FILE.md]
 
 For each model (a zoo key, a path, or `tiny`: the tests' seeded TinyCNN, 16x16 gray, 4 classes) and
-each method, on real faces: the method itself (`explain`), the deletion/insertion curves
+each method (its default parameters, as the report runs it), on real faces: the method itself (`explain`), the deletion/insertion curves
 (32 steps, black baseline, with the random-ranking reference: 4 x 33 rows per image on
 onnxruntime) and the cascading randomisation check (every layer with parameters, one randomised
 ONNX model and one run of the method per layer). Timed through `engine.benchmark.time_call`
@@ -27,10 +27,6 @@ from onnxplain.engine.metrics.randomisation import top_down_layers
 
 from .run import face_images, zoo_file
 
-# Method parameters that keep one row under a minute on a 2-core CPU (the defaults otherwise).
-PARAMS = {"lime": {"samples": 500}}
-
-
 def tiny_model(folder: Path) -> Path:
     from tests.conftest import export_onnx, make_tiny_cnn
 
@@ -43,13 +39,12 @@ def rows_for(model: Model, name: str, methods: Sequence[str], n_images: int, n_r
     layers = len(top_down_layers(model))
     out = []
     for method in methods:
-        params = PARAMS.get(method, {})
-        t_explain = time_call(lambda: explain(model, faces[:n_images], method, **params), repeats=3, sync=sync,
+        t_explain = time_call(lambda: explain(model, faces[:n_images], method), repeats=3, sync=sync,
                               images=n_images, budget_s=30)
-        e = explain(model, faces[:n_images], method, **params)
+        e = explain(model, faces[:n_images], method)
         t_curves = time_call(lambda: deletion_insertion(model, e, steps=32), repeats=3, sync=sync,
                              images=n_images, budget_s=20)
-        t_rand = time_call(lambda: randomisation_check(model, faces[:n_rand], method, keep_maps=False, **params),
+        t_rand = time_call(lambda: randomisation_check(model, faces[:n_rand], method, keep_maps=False),
                            repeats=2, warmup=0, sync=sync, images=n_rand, budget_s=30)
         out.append(f"| {name} | {method} | {t_explain.median:.2f} | {t_curves.median:.2f} "
                    f"({t_curves.ms_per_image:.0f} ms/image) | {layers} | {t_rand.median:.2f} "
