@@ -149,7 +149,7 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
         data = _without_labels(dataset)
     t0 = time.perf_counter()
     page = build_report(model, data, tmp, per_class=opt.per_class, methods=list(opt.methods), seed=opt.seed,
-                        features=False, picked=picked, method_params=opt.method_params)
+                        features=False, trust=False, picked=picked, method_params=opt.method_params)
     row["explain_seconds"] = round(time.perf_counter() - t0, 3)
     report = read_sidecar_json(tmp / "report.json")
     evaluation = report.get("evaluation") or {}
