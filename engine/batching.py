@@ -1,7 +1,7 @@
 """The one batching helper. `Model.predict` and every torch loop slice work through here."""
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -14,14 +14,19 @@ def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + batch_size))
 
 
-def torch_batched(fn: Callable[..., "torch.Tensor"], *tensors: "torch.Tensor", batch_size: int) -> "torch.Tensor":
-    """Apply `fn` to aligned slices of `tensors` (all with the same first dimension) and concatenate."""
+def torch_batched(fn: Callable[..., Any], *tensors: "torch.Tensor", batch_size: int) -> Any:
+    """Apply `fn` to aligned slices of `tensors` (all with the same first dimension) and concatenate.
+
+    `fn` returns a tensor, or a tuple of tensors (each concatenated on its own: a tuple comes back)."""
     import torch
 
     n = tensors[0].shape[0]
     if n <= batch_size:
         return fn(*tensors)
-    return torch.cat([fn(*(t[s] for t in tensors)) for s in batch_slices(n, batch_size)], dim=0)
+    parts = [fn(*(t[s] for t in tensors)) for s in batch_slices(n, batch_size)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(column, dim=0) for column in zip(*parts))
+    return torch.cat(parts, dim=0)
 
 
 def numpy_batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:

@@ -66,12 +66,13 @@ def grad_and_scores(forward: Forward, inputs: torch.Tensor, targets: torch.Tenso
 
 
 def input_gradients(model: "Model", x: np.ndarray | torch.Tensor, targets: np.ndarray, *,
-                    batch_size: int) -> torch.Tensor:
-    """d score[target_i] / d x_i for every image, in the model's layout, computed in batches."""
+                    batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d score[target_i] / d x_i, score[target_i]) for every image, in the model's layout, in batches.
+    The scores come from the same forward pass (no second one to fill `Explanation.scores`)."""
     forward = model.torch_module
     xt = to_tensor(model, x)
     tt = targets_tensor(model, targets)
-    return torch_batched(lambda xs, ts: grad_and_scores(forward, xs, ts)[0], xt, tt, batch_size=batch_size)
+    return torch_batched(lambda xs, ts: grad_and_scores(forward, xs, ts), xt, tt, batch_size=batch_size)
 
 
 def forward_scores(model: "Model", x: torch.Tensor, targets: torch.Tensor, *, batch_size: int) -> torch.Tensor:

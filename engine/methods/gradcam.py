@@ -23,14 +23,16 @@ from ..batching import torch_batched
 from ..torch_ops import conv_layer, layer_values, select_scores, targets_tensor, to_numpy, to_tensor
 
 
-def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B, h, w) Grad-CAM at the layer's resolution for one batch."""
+def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor,
+                   targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, h, w) Grad-CAM at the layer's resolution for one batch, and the target scores (B,)."""
     inputs = x.detach().requires_grad_(True)  # so the graph reaches the layer even if it has no parameters
     with torch.enable_grad():
         out, _, act = layer_values(model, layer)(inputs)
-        (grads,) = torch.autograd.grad(select_scores(out, targets).sum(), act)
+        scores = select_scores(out, targets)
+        (grads,) = torch.autograd.grad(scores.sum(), act)
     weights = grads.mean(dim=(2, 3), keepdim=True)
-    return torch.relu((weights * act.detach()).sum(dim=1))
+    return torch.relu((weights * act.detach()).sum(dim=1)), scores.detach()
 
 
 @register("gradcam", backend="torch", default_batch_size=64)
@@ -39,10 +41,10 @@ def gradcam(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int
     """Grad-CAM on a conv layer (default: the last one), upsampled to the input size."""
     info = conv_layer(model, layer)
     xt, tt = to_tensor(model, x), targets_tensor(model, targets)
-    low = torch_batched(lambda xs, ts: gradcam_lowres(model, info, xs, ts), xt, tt, batch_size=batch_size)
+    low, scores = torch_batched(lambda xs, ts: gradcam_lowres(model, info, xs, ts), xt, tt, batch_size=batch_size)
     up = F.interpolate(low.unsqueeze(1), size=(model.spec.height, model.spec.width), mode="bilinear",
                        align_corners=False).squeeze(1)
     return make_explanation(
-        model, "gradcam", x, targets, to_numpy(up), params={"layer": info.name},
+        model, "gradcam", x, targets, to_numpy(up), params={"layer": info.name}, scores=to_numpy(scores),
         extras={"layer": info.name, "cam_lowres": to_numpy(low)},
     )

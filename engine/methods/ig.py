@@ -116,7 +116,7 @@ def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, ba
     maps = channel_reduce(attributions, model.spec, "sum")
     return make_explanation(
         model, "ig", x, targets, maps,
-        params={"steps": steps, "baseline": baseline, "integration": integration},
+        params={"steps": steps, "baseline": baseline, "integration": integration}, scores=ends[: len(x)],
         extras={"attributions": attributions, "baseline": base, "delta": delta.astype(np.float32),
                 "completeness_error": error.astype(np.float32), "score_difference": score_diff.astype(np.float32)},
     )

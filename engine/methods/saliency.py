@@ -32,9 +32,9 @@ def saliency_mask(model: Model, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
 def saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
              signed: bool = False) -> Explanation:
     """Gradient of the target score w.r.t. the input; map = max |gradient| over channels."""
-    grads = to_numpy(input_gradients(model, x, targets, batch_size=batch_size))
+    grads, scores = (to_numpy(t) for t in input_gradients(model, x, targets, batch_size=batch_size))
     maps = channel_reduce(grads, model.spec, "signed" if signed else "absmax")
     return make_explanation(
-        model, "saliency", x, targets, maps, params={"signed": bool(signed)},
+        model, "saliency", x, targets, maps, params={"signed": bool(signed)}, scores=scores,
         extras={"attributions": grads, "mask": saliency_mask(model, x, maps)},
     )

@@ -32,6 +32,7 @@ def test_equals_captum_layer_gradcam(tiny_onnx, kind):
         assert e.maps.shape == (4, 16, 16) and (e.maps >= 0).all()
         np.testing.assert_allclose(e.extras["cam_lowres"], low, rtol=0, atol=1e-5 * max(1.0, np.abs(low).max()))
         np.testing.assert_allclose(e.maps, up, rtol=0, atol=1e-5 * max(1.0, np.abs(up).max()))
+        np.testing.assert_allclose(e.scores, model.predict(x)[np.arange(4), e.targets], rtol=0, atol=1e-5)
 
 
 def test_against_hooks_on_the_source_torch_model(tiny_onnx):

@@ -33,6 +33,7 @@ def test_equals_captum_on_tiny_models(tiny_onnx, kind, integration):
     np.testing.assert_allclose(e.extras["attributions"], ref, rtol=0, atol=1e-4 * scale)
     np.testing.assert_allclose(e.maps, ref.sum(axis=model.spec.channel_axis), rtol=0, atol=1e-4 * scale)
     np.testing.assert_allclose(e.extras["delta"], delta, rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(e.scores, model.predict(x)[np.arange(3), e.targets], rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow

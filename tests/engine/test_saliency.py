@@ -24,6 +24,8 @@ def test_equals_captum_on_tiny_models(tiny_onnx, kind):
     assert e.maps.shape == (5, model.spec.height, model.spec.width)
     np.testing.assert_allclose(e.maps, ref, rtol=0, atol=1e-5 * max(1.0, np.abs(ref).max()))
     np.testing.assert_array_equal(e.targets, model.predict(x).argmax(1))
+    # Scores come from the same torch forward pass, batched (tuples through torch_batched): onnxruntime agrees.
+    np.testing.assert_allclose(e.scores, model.predict(x)[np.arange(5), e.targets], rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
