@@ -15,19 +15,16 @@ batch_size 10 and 1000); our occlusion (8x8 window, stride 4, black) vs `captum.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from benchmarks.run import SHARED, model_path, say
+from benchmarks.run import SHARED, add_common_arguments, bench_models, config_from, guarded, write_results
 from onnxplain.engine import Model, explain
-from onnxplain.engine.benchmark import BenchConfig, markdown, parse_int_list, report_document, run_benchmark
+from onnxplain.engine.benchmark import BenchReport, markdown
 from onnxplain.engine.errors import OnnxplainError
-from onnxplain.engine.sidecar import write_json_atomic, write_text_atomic
 
 PHOTO = "oarriaga_12_angry_men.jpg"
 FACE_BOX = (146, 272, 447, 573)  # rows, columns: the face in the middle, inside its red annotation box
@@ -42,45 +39,32 @@ def face_image() -> np.ndarray:
     return np.ascontiguousarray(img[r0:r1, c0:c1, ::-1])
 
 
-def make_config(args: argparse.Namespace) -> BenchConfig:
+def _run(args: argparse.Namespace) -> int:
     """Both methods, ours and the references, with the issue's parameters; floors on onnxruntime only."""
-    return BenchConfig(methods=("lime", "occlusion"), batch_sizes=parse_int_list(args.images, "--images"),
-                       repeats=args.repeats, warmup=1, budget_s=args.budget, compare=True, backends=False, memory=False,
-                       params={"lime": {"samples": 1000}, "occlusion": {"window": 8, "stride": 4, "baseline": 0.0}})
+    config = config_from(args, methods=("lime", "occlusion"), compare=True, backends=False, memory=False,
+                         params={"lime": {"samples": 1000},
+                                 "occlusion": {"window": 8, "stride": 4, "baseline": 0.0}})
+    image = face_image()
+    sections: list[str] = []
+
+    def superpixels(model: Model, report: BenchReport) -> None:
+        lime = explain(model, [image], "lime", seed=config.seed)
+        sections.append(markdown(report) + f"\nOur LIME's superpixels on this face at {model.spec.height}x"
+                        f"{model.spec.width}: {int(lime.extras['n_segments'][0])} (SLIC, n_segments=50).\n")
+
+    reports = bench_models(args, [image], config, after=superpixels)
+    head = (f"## LIME and occlusion, onnxplain vs references, on {reports[0].device_name}\n\n"
+            f"One face cropped from {PHOTO} (rows {FACE_BOX[0]}:{FACE_BOX[1]}, columns {FACE_BOX[2]}:{FACE_BOX[3]}), "
+            "repeated when a call takes several images.")
+    write_results("benchmarks.forward_methods", args.out, f"forward_methods-{args.device}", reports, head,
+                  sections=sections, extra={"image": {"file": PHOTO, "box": list(FACE_BOX)}})
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.forward_methods", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="o01,k01", help="zoo keys or paths, comma-separated (o01,k01)")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--images", default="1", help="images per call, comma-separated (1); the face is repeated")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--budget", type=float, default=60.0, help="seconds per measurement before repeating stops")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
-    args = ap.parse_args(argv)
-    sections, reports = [], []
-    try:
-        image, config = face_image(), make_config(args)
-        for key in (k.strip() for k in args.models.split(",") if k.strip()):
-            model = Model(model_path(key, args.cache), args.device)
-            report = run_benchmark(model, [image], config, name=key, progress=say)
-            lime = explain(model, [image], "lime", seed=config.seed)
-            sections.append(markdown(report) + f"\nOur LIME's superpixels on this face at {model.spec.height}x"
-                            f"{model.spec.width}: {int(lime.extras['n_segments'][0])} (SLIC, n_segments=50).\n")
-            reports.append(report)
-    except OnnxplainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    head = (f"## LIME and occlusion, onnxplain vs references, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
-            f"One face cropped from {PHOTO} (rows {FACE_BOX[0]}:{FACE_BOX[1]}, columns {FACE_BOX[2]}:{FACE_BOX[3]}), "
-            "repeated when a call takes several images.\n\n")
-    md = head + "\n".join(sections)
-    write_json_atomic(args.out / f"forward_methods-{args.device}.json",
-                      {**report_document(reports), "image": {"file": PHOTO, "box": list(FACE_BOX)}})
-    write_text_atomic(args.out / f"forward_methods-{args.device}.md", md)
-    print(md)
-    return 0
+    add_common_arguments(ap, models="o01,k01", images="1", repeats=7, budget=60.0)
+    return guarded(_run, ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ occlusion and LIME, ours vs Captum / the lime package on 1 and 16 real faces, th
 floors on onnxruntime and on the torch module, the targets of issues 7-9. Writes
 `<out>/<device>.json` (one document) and `<out>/<device>.md` (the tables); with `--profile-missed`,
 a cProfile of onnxplain's call for every row that misses a target, in `<out>/profiles/`.
-All timing goes through `onnxplain.engine.benchmark`, the one harness.
+All timing goes through `onnxplain.engine.benchmark`, the one harness; `forward_methods.py` and
+`gradient_methods.py` are this run restricted to a few methods, and share its pieces below.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -69,6 +70,66 @@ def say(message: str, fraction: float | None) -> None:
     print(f"{done}{message}", file=sys.stderr, flush=True)
 
 
+# ------------------------------------------------------------------------------------ shared by the scripts
+def add_common_arguments(ap: argparse.ArgumentParser, *, models: str = DEFAULT_MODELS, images: str = "1,16",
+                         repeats: int = 5, budget: float = 30.0) -> None:
+    """The options every benchmark script here takes."""
+    ap.add_argument("--models", default=models, help=f"zoo keys or paths, comma-separated ({models})")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--images", "--batch-sizes", dest="images", default=images,
+                    help=f"images per call, comma-separated ({images})")
+    ap.add_argument("--repeats", type=int, default=repeats, help="timed runs per measurement (median and IQR)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
+    ap.add_argument("--budget", type=float, default=budget,
+                    help="seconds per measurement after which repeating stops (at least 3 timed runs)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
+
+
+def bench_models(args: argparse.Namespace, images: Any, config: BenchConfig,
+                 after: Callable[[Model, BenchReport], None] | None = None) -> list[BenchReport]:
+    """`run_benchmark` on each model of `--models`, on `--device`; `after(model, report)` runs per model."""
+    reports = []
+    for key in (k.strip() for k in args.models.split(",") if k.strip()):
+        model = Model(model_path(key, args.cache), args.device)
+        reports.append(run_benchmark(model, images, config, name=key, progress=say))
+        if after is not None:
+            after(model, reports[-1])
+    return reports
+
+
+def write_results(module: str, out: Path, stem: str, reports: Sequence[BenchReport], head: str, *,
+                  sections: Sequence[str] | None = None, extra: dict[str, Any] | None = None) -> list[Path]:
+    """`<out>/<stem>.json` (the one JSON document, plus `extra` and the command) and `<out>/<stem>.md`
+    (`head`, then each report's tables, or `sections` when given); prints the markdown. `module` is
+    the script's module name, for the command line recorded with the results."""
+    command = "python -m " + " ".join(shlex.quote(a) for a in [module, *sys.argv[1:]])
+    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`."
+    md = f"{head}\n\n{stamp}\n\n" + "\n".join(sections if sections is not None else [markdown(r) for r in reports])
+    paths = [write_json_atomic(out / f"{stem}.json", {**report_document(reports), "command": command, **(extra or {})}),
+             write_text_atomic(out / f"{stem}.md", md)]
+    print(md)
+    for p in paths:
+        print(p, file=sys.stderr)
+    return paths
+
+
+def config_from(args: argparse.Namespace, **kwargs: Any) -> BenchConfig:
+    """A BenchConfig from the common options; `kwargs` set the rest (methods, compare, floors, ...)."""
+    return BenchConfig(batch_sizes=parse_int_list(args.images, "--images"), repeats=args.repeats, warmup=args.warmup,
+                       budget_s=args.budget, **kwargs)
+
+
+def guarded(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a script's body; an OnnxplainError becomes one `error: ...` line and exit 2."""
+    try:
+        return main(args)
+    except OnnxplainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+# ------------------------------------------------------------------------------------ this script
 def write_profiles(report: BenchReport, model: Model, images: np.ndarray, folder: Path) -> list[Path]:
     """A cProfile of onnxplain's call for each row that missed a target: where its time goes."""
     from onnxplain.engine.registry import get_method, resolve_targets
@@ -91,52 +152,31 @@ def write_profiles(report: BenchReport, model: Model, images: np.ndarray, folder
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default=DEFAULT_MODELS, help=f"zoo keys or paths, comma-separated ({DEFAULT_MODELS})")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--methods", default=None, help="comma-separated (default: all six)")
-    ap.add_argument("--batch-sizes", default="1,16", help="images per call (1,16)")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--budget", type=float, default=30.0,
-                    help="seconds per measurement after which repeating stops (at least 3 runs)")
-    ap.add_argument("--no-compare", action="store_true", help="skip Captum and the lime package")
-    ap.add_argument("--profile-missed", action="store_true", help="profile every row that misses a target")
-    ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
-    args = ap.parse_args(argv)
-    try:
-        config = BenchConfig(methods=parse_methods(args.methods),
-                             batch_sizes=parse_int_list(args.batch_sizes, "--batch-sizes"),
-                             repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
-                             compare=not args.no_compare)
-        keys = [k.strip() for k in args.models.split(",") if k.strip()]
-        paths = {k: model_path(k, args.cache) for k in keys}
-        images = face_images(max(config.batch_sizes))
-        reports: list[BenchReport] = []
-        profiles: list[Path] = []
-        for key, path in paths.items():
-            model = Model(path, args.device)
-            report = run_benchmark(model, images, config, name=key, progress=say)
-            reports.append(report)
-            if args.profile_missed:
-                profiles += write_profiles(report, model, images, args.out / "profiles")
-    except OnnxplainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    head = [f"## onnxplain benchmarks on {args.device}: {reports[0].device_name}", "",
-            f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`; images: the first "
-            f"{max(config.batch_sizes)} faces of {FACES}.", ""]
-    md = "\n".join(head) + "\n".join(markdown(r) for r in reports)
-    doc = {**report_document(reports), "command": command}
-    json_path = write_json_atomic(args.out / f"{args.device}.json", doc)
-    md_path = write_text_atomic(args.out / f"{args.device}.md", md)
-    print(md)
-    for p in (json_path, md_path, *profiles):
+def _run(args: argparse.Namespace) -> int:
+    config = config_from(args, methods=parse_methods(args.methods), compare=not args.no_compare)
+    images = face_images(max(config.batch_sizes))
+    profiles: list[Path] = []
+
+    def profile(model: Model, report: BenchReport) -> None:
+        if args.profile_missed:
+            profiles.extend(write_profiles(report, model, images, args.out / "profiles"))
+
+    reports = bench_models(args, images, config, after=profile)
+    head = (f"## onnxplain benchmarks on {args.device}: {reports[0].device_name}\n\n"
+            f"Images: the first {max(config.batch_sizes)} faces of {FACES}, resized by each model's input spec.")
+    write_results("benchmarks.run", args.out, args.device, reports, head)
+    for p in profiles:
         print(p, file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    add_common_arguments(ap)
+    ap.add_argument("--methods", default=None, help="comma-separated (default: all six)")
+    ap.add_argument("--no-compare", action="store_true", help="skip Captum and the lime package")
+    ap.add_argument("--profile-missed", action="store_true", help="profile every row that misses a target")
+    return guarded(_run, ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Sync = Callable[[], None]
+Calls = dict[str, Callable[[], Any]]  # a reference's prepared calls, by label
 
 
 # ============================================================================ timing
@@ -353,6 +354,9 @@ def measure_memory(fn: Callable[[], Any], *, device: str = "cpu", cuda: Any = No
 class Measurement:
     timing: Timing
     memory: Memory | None = None
+    # What the first untimed run returned (for checking that two sides computed the same thing);
+    # never serialised.
+    result: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"timing": self.timing.as_dict(), "memory": self.memory.as_dict() if self.memory else None}
@@ -370,7 +374,7 @@ def measure(
     clock: Clock = time.perf_counter,
     sync: Sync | None = None,
 ) -> Measurement:
-    """Timing and, with `memory`, peak memory of `fn`.
+    """Timing and, with `memory`, peak memory of `fn`; `result` is the output of its first untimed run.
 
     The memory probes wrap the first warm-up run (a run whose time is discarded anyway, so the
     probes cost no extra run and never touch a timed one); with no warm-up, one extra run after the
@@ -378,14 +382,22 @@ def measure(
     later call may reuse memory the allocators kept.
     """
     sync = sync or device_sync(device)
-    mem = None
-    if memory and warmup > 0:
-        mem = measure_memory(fn, device=device)
-        warmup -= 1
-    timing = time_call(fn, repeats=repeats, warmup=warmup, sync=sync, clock=clock, images=images, budget_s=budget_s)
-    if mem is not None:
-        return Measurement(dataclasses.replace(timing, warmup=timing.warmup + 1), mem)
-    return Measurement(timing, measure_memory(fn, device=device) if memory else None)
+    kept: list[Any] = []
+
+    def first_run() -> Memory | None:
+        if not memory:
+            kept.append(fn())
+            return None
+        return measure_memory(lambda: kept.append(fn()), device=device)
+
+    mem = first_run() if warmup > 0 else None
+    timing = time_call(fn, repeats=repeats, warmup=max(0, warmup - 1), sync=sync, clock=clock, images=images,
+                       budget_s=budget_s)
+    if warmup > 0:
+        return Measurement(dataclasses.replace(timing, warmup=warmup), mem, kept[0])
+    if memory:
+        mem = first_run()
+    return Measurement(timing, mem, kept[0] if kept else None)
 
 
 # ============================================================================ what is benchmarked
@@ -479,6 +491,7 @@ class BenchRow:
     floor_s: float | None = None
     torch_backend: Measurement | None = None
     torch_floor_s: float | None = None
+    agreement: float | None = None  # max |ours - reference| / max |reference| over the maps
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -524,7 +537,8 @@ class BenchRow:
             "device": self.device, "ours": self.ours.as_dict(), "reference_name": self.reference_name,
             "reference": self.reference.as_dict() if self.reference else None,
             "reference_variants": {k: v.as_dict() for k, v in self.reference_variants.items()},
-            "speedup": self.speedup, "forward_passes": self.forward_passes, "floor_s": self.floor_s,
+            "speedup": self.speedup, "agreement": self.agreement, "forward_passes": self.forward_passes,
+            "floor_s": self.floor_s,
             "floor_ratio": self.floor_ratio,
             "torch_backend": self.torch_backend.as_dict() if self.torch_backend else None,
             "torch_floor_s": self.torch_floor_s, "torch_floor_ratio": self.torch_floor_ratio,
@@ -675,6 +689,10 @@ def _require(package: str) -> Any:
         ) from None
 
 
+def _to_numpy(t: "torch.Tensor") -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
 def check_references(methods: Sequence[str]) -> None:
     """Fail early, in one line, when a reference package the methods need is missing."""
     if any(m in REFERENCES and m != "lime" for m in methods):
@@ -713,14 +731,15 @@ class References:
         raise BadInputError(f"no node of {self.model.path.name} computes {value!r}")
 
     def build(self, method: str, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], *,
-              batch_size: int | None = None, seed: int = 0) -> dict[str, Callable[[], Any]]:
+              batch_size: int | None = None, seed: int = 0) -> Calls:
         builder = getattr(self, f"_{method}", None)
         if builder is None:
             raise BadInputError(f"no reference for method {method!r}; references exist for {', '.join(REFERENCES)}")
         return builder(x, targets, params, batch_size=batch_size, seed=seed)
 
     # -- captum ------------------------------------------------------------------------------
-    def _tensors(self, x: np.ndarray, targets: np.ndarray, *, grad: bool = True) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def _tensors(self, x: np.ndarray, targets: np.ndarray, *,
+                 grad: bool = True) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Inputs and targets as a Captum user passes them (inputs requiring grad for gradient methods)."""
         import torch
 
@@ -728,13 +747,13 @@ class References:
         xt = torch.tensor(np.asarray(x, np.float32), device=dev).requires_grad_(grad)
         return xt, torch.as_tensor(targets, device=dev)
 
-    def _saliency(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> dict[str, Callable[[], Any]]:
+    def _saliency(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> Calls:
         attr = _require("captum.attr")
         xt, tt = self._tensors(x, targets)
         sal, axis = attr.Saliency(self.plain), self.model.spec.channel_axis
-        return {REFERENCES["saliency"]: lambda: sal.attribute(xt, target=tt, abs=True).amax(dim=axis).detach().cpu().numpy()}
+        return {REFERENCES["saliency"]: lambda: _to_numpy(sal.attribute(xt, target=tt, abs=True).amax(dim=axis))}
 
-    def _smoothgrad(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> dict[str, Callable[[], Any]]:
+    def _smoothgrad(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> Calls:
         attr = _require("captum.attr")
         from .methods.smoothgrad import noise_sd
 
@@ -743,11 +762,11 @@ class References:
         samples = int(params.get("samples", 25))
         # Captum takes one standard deviation per input tensor; ours is per image: use their mean.
         sd = float(noise_sd(x, float(params.get("sigma", 0.15))).mean())
-        return {REFERENCES["smoothgrad"]: lambda: tunnel.attribute(
-            xt, nt_type="smoothgrad", nt_samples=samples, stdevs=sd, target=tt, abs=True).amax(dim=axis).detach().cpu().numpy()}
+        return {REFERENCES["smoothgrad"]: lambda: _to_numpy(tunnel.attribute(
+            xt, nt_type="smoothgrad", nt_samples=samples, stdevs=sd, target=tt, abs=True).amax(dim=axis))}
 
     def _ig(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], *, batch_size: int | None,
-            seed: int) -> dict[str, Callable[[], Any]]:
+            seed: int) -> Calls:
         attr = _require("captum.attr")
         import torch
 
@@ -757,20 +776,19 @@ class References:
         base = torch.tensor(make_baseline(self.model.spec, x, params.get("baseline", "black"), seed), device=xt.device)
         ig, axis = attr.IntegratedGradients(self.plain), self.model.spec.channel_axis
         steps, how = int(params.get("steps", 50)), params.get("integration", "gausslegendre")
-        return {REFERENCES["ig"]: lambda: ig.attribute(
-            xt, baselines=base, target=tt, n_steps=steps, method=how,
-            internal_batch_size=batch_size).sum(dim=axis).detach().cpu().numpy()}
+        return {REFERENCES["ig"]: lambda: _to_numpy(ig.attribute(
+            xt, baselines=base, target=tt, n_steps=steps, method=how, internal_batch_size=batch_size).sum(dim=axis))}
 
-    def _gradcam(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> dict[str, Callable[[], Any]]:
+    def _gradcam(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> Calls:
         attr = _require("captum.attr")
         layer = self.model.find_layer(params.get("layer"), kind="conv")
         xt, tt = self._tensors(x, targets)
         cam = attr.LayerGradCam(self.plain, self.module_for_value(layer.output))
         size = (self.model.spec.height, self.model.spec.width)
-        return {REFERENCES["gradcam"]: lambda: attr.LayerAttribution.interpolate(
-            cam.attribute(xt, target=tt, relu_attributions=True), size, "bilinear").squeeze(1).detach().cpu().numpy()}
+        return {REFERENCES["gradcam"]: lambda: _to_numpy(attr.LayerAttribution.interpolate(
+            cam.attribute(xt, target=tt, relu_attributions=True), size, "bilinear").squeeze(1))}
 
-    def _occlusion(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> dict[str, Callable[[], Any]]:
+    def _occlusion(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> Calls:
         attr = _require("captum.attr")
         import torch
 
@@ -786,13 +804,14 @@ class References:
         # Our baseline is given in pixels (0 = black) or by name; Captum takes it in model space.
         base = torch.tensor(baseline_images(self.model, x, params.get("baseline", 0.0), (wh, ww)), device=xt.device)
         occ, axis = attr.Occlusion(self.plain), spec.channel_axis
-        return {REFERENCES["occlusion"]: lambda: occ.attribute(
+        # Captum credits every channel under the window with the same drop: their mean is our map.
+        return {REFERENCES["occlusion"]: lambda: _to_numpy(occ.attribute(
             xt, sliding_window_shapes=shape, strides=strides, baselines=base, target=tt,
-            perturbations_per_eval=CAPTUM_OCCLUSION_PER_EVAL).sum(dim=axis).detach().cpu().numpy()}
+            perturbations_per_eval=CAPTUM_OCCLUSION_PER_EVAL).mean(dim=axis))}
 
     # -- lime -----------------------------------------------------------------------------------
     def _lime(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], *, seed: int,
-              **_: Any) -> dict[str, Callable[[], Any]]:
+              **_: Any) -> Calls:
         """The lime package on each image with our parameters: the same segmenter (run inside lime,
         as its own quickshift would be), samples, kernel width and hide colour."""
         lime_image = _require("lime.lime_image")
@@ -863,7 +882,8 @@ def parse_methods(text: str | None) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
-        raise BadInputError(f"unknown method {', '.join(unknown) or repr(text)}; benchmarked methods: {', '.join(METHODS)}")
+        raise BadInputError(f"unknown method {', '.join(unknown) or repr(text)}; "
+                            f"benchmarked methods: {', '.join(METHODS)}")
     return names
 
 
@@ -946,6 +966,22 @@ class BenchReport:
                 "rows": [r.as_dict() for r in self.rows]}
 
 
+def map_agreement(method: str, ours: Any, reference: Any) -> float | None:
+    """max |ours - reference| / max |reference| over the maps of one row: did both sides do the same work?
+
+    SmoothGrad draws different noise on each side, so the mean map over the images is compared
+    (both estimate the same expectation); LIME samples different patterns, so it is not compared.
+    """
+    if ours is None or reference is None or method == "lime":
+        return None
+    a, b = np.asarray(ours.maps, np.float64), np.asarray(reference, np.float64)
+    if method == "smoothgrad":
+        a, b = a.mean(axis=0), b.mean(axis=0)
+    if a.shape != b.shape:
+        raise ValueError(f"{method}: our maps {a.shape} and the reference's {b.shape} differ in shape")
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), 1e-12))
+
+
 def ours_call(model: Any, method: str, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], seed: int,
               batch_size: int | None = None) -> Callable[[], Any]:
     """Our method as `explain` runs it, on model input `x` with the targets fixed (no prediction step)."""
@@ -1026,6 +1062,11 @@ def run_benchmark(
                                                             memory=config.memory, **timing)
                 best = min(row.reference_variants, key=lambda k: row.reference_variants[k].timing.median)
                 row.reference_name, row.reference = best, row.reference_variants[best]
+                row.agreement = map_agreement(method, ours.result, row.reference.result)
+                row.reference_variants = {k: dataclasses.replace(v, result=None)
+                                          for k, v in row.reference_variants.items()}
+                row.reference = row.reference_variants[best]
+            row.ours = dataclasses.replace(ours, result=None)
             if method in FORWARD_METHODS:
                 row.forward_passes = forward_passes(method, params, model) * n
                 if "onnxruntime" in report.throughput:
@@ -1079,14 +1120,14 @@ def _mib(v: int | None) -> str:
     return "" if v is None else f"{v / MIB:.0f}"
 
 
-def _host(m: Measurement | None) -> str:
+def _host_mem(m: Measurement | None) -> str:
     """Peak RSS of the run and, in brackets, how far it rose above the RSS before the run."""
     if m is None or m.memory is None:
         return ""
     return f"{_mib(m.memory.host_peak)} (+{_mib(m.memory.host_delta)})"
 
 
-def _gpu(m: Measurement | None) -> str:
+def _gpu_mem(m: Measurement | None) -> str:
     """Torch allocator peak and the sampled device-wide rise (onnxruntime's arena included)."""
     if m is None or m.memory is None or m.memory.gpu_allocator_peak is None:
         return ""
@@ -1108,7 +1149,7 @@ def table_rows(report: BenchReport, *, compact: bool = False) -> tuple[list[str]
     `compact` (for a terminal) leaves out the parameters, the reference's name, passes and floor."""
     gpu = report.device == "cuda"
     head = ["method", "params", "images", "onnxplain ms (IQR)", "ms/image", "reference", "reference ms (IQR)",
-            "speedup", "passes", "floor ms", "ours/floor", "host MiB ours / ref"]
+            "speedup", "map diff", "passes", "floor ms", "ours/floor", "host MiB ours / ref"]
     if gpu:
         head.append("GPU MiB ours / ref")
     head.append("targets")
@@ -1116,14 +1157,15 @@ def table_rows(report: BenchReport, *, compact: bool = False) -> tuple[list[str]
     for r in report.rows:
         cells = [r.method, _params(r.params), str(r.images), _ms(r.ours.timing), f"{r.ours.timing.ms_per_image:.3g}",
                  r.reference_name or "", _ms(r.reference.timing if r.reference else None),
-                 _num(r.speedup, "{:.2f}x"), str(r.forward_passes or ""), _num(r.floor_s and r.floor_s * 1e3, "{:.3g}"),
-                 _num(r.floor_ratio, "{:.2f}x"), _pair(_host(r.ours), _host(r.reference))]
+                 _num(r.speedup, "{:.2f}x"), _num(r.agreement, "{:.1e}"), str(r.forward_passes or ""),
+                 _num(r.floor_s and r.floor_s * 1e3, "{:.3g}"),
+                 _num(r.floor_ratio, "{:.2f}x"), _pair(_host_mem(r.ours), _host_mem(r.reference))]
         if gpu:
-            cells.append(_pair(_gpu(r.ours), _gpu(r.reference)))
+            cells.append(_pair(_gpu_mem(r.ours), _gpu_mem(r.reference)))
         cells.append("; ".join(check_text(c) for c in r.checks) or "no target")
         rows.append(cells)
     if compact:
-        keep = [i for i, h in enumerate(head) if h not in ("params", "reference", "passes", "floor ms")]
+        keep = [i for i, h in enumerate(head) if h not in ("params", "reference", "map diff", "passes", "floor ms")]
         head = [head[i] for i in keep]
         rows = [[row[i].replace("**MISSED**", "MISSED") for i in keep] for row in rows]
     return head, rows
@@ -1158,9 +1200,10 @@ def markdown_notes(report: BenchReport) -> list[str]:
     """What the columns mean, and the count of targets met and missed."""
     cfg = report.config
     legend = (f"Medians of up to {cfg['repeats']} runs after {cfg['warmup']} warm-up run(s), interquartile range in "
-              "brackets. speedup = reference / onnxplain; ours/floor = onnxplain / the time its forward passes take "
-              "at the model's best forward throughput; host MiB = the process's peak RSS during one run (+ its rise "
-              "above the RSS before that run)")
+              "brackets. speedup = reference / onnxplain; map diff = max |ours - reference| / max |reference| "
+              "(SmoothGrad: of the mean maps; LIME: not compared); ours/floor = onnxplain / the time its forward "
+              "passes take at the model's best forward throughput; host MiB = the process's peak RSS during one run "
+              "(+ its rise above the RSS before that run)")
     if report.device == "cuda":
         legend += ("; GPU MiB = torch's allocator peak (+ the rise of the device's used memory, which includes "
                    "onnxruntime's arena)")

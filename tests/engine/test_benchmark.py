@@ -17,8 +17,8 @@ import pytest
 from onnxplain.engine import Model, explain
 from onnxplain.engine.benchmark import (
     FORWARD_METHODS, TARGETS, BenchConfig, BenchRow, GpuPeak, HostPeak, Measurement, Memory, References, Throughput,
-    Timing, TorchBackendModel, check_references, device_sync, forward_passes, forward_throughput, markdown,
-    measure, measure_memory, parse_int_list, parse_methods, profile_call, report_document, run_benchmark,
+    Timing, TorchBackendModel, check_references, device_sync, forward_passes, forward_throughput, map_agreement,
+    markdown, measure, measure_memory, parse_int_list, parse_methods, profile_call, report_document, run_benchmark,
     synthetic_images, time_call,
 )
 from onnxplain.engine.errors import BadInputError
@@ -161,6 +161,7 @@ def test_measure_on_cuda_synchronises_and_reports_gpu_peaks(monkeypatch: pytest.
     reads = [i for i, e in enumerate(log) if e == "clock"]
     assert all(log[i - 1] == "sync" for i in reads)
     assert m.timing.samples == pytest.approx((0.002,) * 3)
+    assert m.result is None  # what cuda.run returned on the first (untimed) run
     # the memory probes wrap the warm-up run: no extra run, and no timed run is probed
     assert log.count("fn") == 4 and m.timing.warmup == 1
     assert log.index("max") < log.index("clock")
@@ -305,7 +306,8 @@ def test_torch_backend_model_predicts_like_onnxruntime(tiny: Model) -> None:
     x = tiny.spec.to_model_input(synthetic_images(tiny.spec, 5))
     np.testing.assert_allclose(TorchBackendModel(tiny).predict(x, 2), tiny.predict(x), atol=1e-5)
     a = explain(tiny, x, "occlusion", targets=0, preprocessed=True, window=4, stride=4)
-    b = explain(TorchBackendModel(tiny), x, "occlusion", targets=0, preprocessed=True, window=4, stride=4)  # type: ignore[arg-type]
+    torch_backed: Any = TorchBackendModel(tiny)
+    b = explain(torch_backed, x, "occlusion", targets=0, preprocessed=True, window=4, stride=4)
     np.testing.assert_allclose(a.maps, b.maps, atol=1e-5)
 
 
@@ -324,13 +326,28 @@ def test_forward_throughput_runs_full_batches_on_both_backends(tiny: Model) -> N
     ("saliency", {}, 1e-6), ("ig", {"steps": 8}, 1e-5), ("gradcam", {}, 1e-6),
     ("occlusion", {"window": 4, "stride": 2}, 1e-6), ("occlusion", {"window": 4, "stride": 2, "baseline": 128.0}, 1e-6),
 ])
-def test_references_do_the_same_work_as_ours(tiny: Model, method: str, params: dict[str, Any], atol: float) -> None:
-    """Same model, images and parameters: Captum's answer equals ours, so the timings compare like with like."""
-    x = tiny.spec.to_model_input(synthetic_images(tiny.spec, 3, seed=1))
-    targets = np.array([0, 2, 3])
-    ours = explain(tiny, x, method, targets=targets, preprocessed=True, **params)
-    (call,) = References(tiny).build(method, x, targets, params, batch_size=64).values()
-    np.testing.assert_allclose(call(), ours.maps, atol=atol)
+def test_references_do_the_same_work_as_ours(tiny: Model, tiny_onnx: Any, method: str, params: dict[str, Any],
+                                            atol: float) -> None:
+    """Same model, images and parameters: Captum's answer equals ours, so the timings compare like with like
+    (on a gray NCHW model and an RGB NHWC one)."""
+    for model in (tiny, Model(tiny_onnx(channels=3, layout="NHWC", size=16, classes=4, softmax=True))):
+        x = model.spec.to_model_input(synthetic_images(model.spec, 3, seed=1))
+        targets = np.array([0, 2, 3])
+        ours = explain(model, x, method, targets=targets, preprocessed=True, **params)
+        (call,) = References(model).build(method, x, targets, params, batch_size=64).values()
+        np.testing.assert_allclose(call(), ours.maps, atol=atol)
+        assert map_agreement(method, ours, call()) < 1e-3  # relative: float32 rounding on tiny score drops
+
+
+def test_map_agreement_is_relative_and_skips_what_cannot_match() -> None:
+    ours = SimpleNamespace(maps=np.array([[[1.0, 2.0]], [[3.0, 4.0]]]))
+    assert map_agreement("saliency", ours, np.array([[[1.0, 2.0]], [[3.0, 3.0]]])) == pytest.approx(1 / 3)
+    # SmoothGrad: the mean maps over images are compared
+    assert map_agreement("smoothgrad", ours, np.array([[[3.0, 4.0]], [[1.0, 2.0]]])) == 0.0
+    assert map_agreement("lime", ours, object()) is None
+    assert map_agreement("ig", None, np.zeros(2)) is None
+    with pytest.raises(ValueError, match="differ in shape"):
+        map_agreement("ig", ours, np.zeros((2, 2, 2)))
 
 
 def test_lime_reference_is_the_lime_package_at_both_batch_sizes(tiny: Model) -> None:
@@ -373,6 +390,8 @@ def test_run_benchmark_end_to_end(tiny: Model) -> None:
     for r in report.rows:
         assert len(r.ours.timing.samples) == 2 and r.ours.timing.warmup == 1
         assert r.reference is not None and r.speedup and r.speedup > 0
+        assert r.agreement is not None and r.agreement < 1e-3  # both sides computed the same maps
+        assert r.ours.result is None and r.reference.result is None  # outputs are not kept once compared
         assert r.ours.memory is not None and r.ours.memory.host_peak > 0
         assert r.checks  # every method has a CPU target
     occ1, occ3 = report.rows[2:]
