@@ -1003,87 +1003,110 @@ def run_benchmark(
     """Time every configured method on `model` (ours, and the references with `compare`), with the
     forward-pass floors, and check the targets. `images` are user images (pixels); None: seeded
     synthetic ones. Fewer images than the largest batch size are cycled. `progress(description,
-    fraction done)` is called before each measurement."""
+    fraction done)` is called before each measurement.
+
+    The floors are measured just before the first forward-only method, so that the floor and the
+    methods it bounds see the machine in the same state.
+    """
     from .registry import get_method, resolve_targets
 
     for m in config.methods:
         get_method(m)  # unknown or unregistered names fail here, before any timing
     if config.compare:
         check_references(config.methods)
-    plan = _plan_size(config)
-    done = 0
-
-    def say(message: str) -> None:
-        nonlocal done
-        if progress is not None:
-            progress(message, done / plan)
-        done += 1
-
     started = clock()
     n_max = max(config.batch_sizes)
-    if images is None:
-        images = synthetic_images(model.spec, n_max, config.seed)
-    x_all = model.spec.to_model_input(images)
+    x_all = model.spec.to_model_input(synthetic_images(model.spec, n_max, config.seed) if images is None else images)
     if len(x_all) == 0:
         raise BadInputError("no images to benchmark with")
-    x_all = x_all[np.arange(max(n_max, 1)) % len(x_all)]
-    t_all = resolve_targets(model, x_all, None)
+    x_all = x_all[np.arange(n_max) % len(x_all)]
     report = BenchReport(name or model.path.stem, str(model.path), model.sha256, model.device,
                          environment(model.device), {**dataclasses.asdict(config), "params": {
                              m: config.method_params(m) for m in config.methods}})
-    timing = dict(repeats=config.repeats, warmup=config.warmup, budget_s=config.budget_s, clock=clock)
-    forward = [m for m in config.methods if m in FORWARD_METHODS]
-    refs = References(model) if config.compare else None
-    if any(m in GRADIENT_METHODS for m in config.methods) or (forward and config.backends):
-        say(f"{report.model}: building the torch modules")
-        _ = model.torch_module  # built (and checked) once here, not inside the first measured call
-        if refs is not None and any(m in REFERENCES and m != "lime" for m in config.methods):
-            _ = refs.plain
-    if forward and config.floors:
-        backends = ("onnxruntime", "torch") if config.backends else ("onnxruntime",)
-        for backend in backends:
-            say(f"{report.model}: forward throughput on {backend}")
-            report.throughput[backend] = forward_throughput(
-                model, x_all, backend, config.floor_batch_sizes, repeats=max(3, min(config.repeats, 5)),
-                warmup=config.warmup, budget_s=config.budget_s, clock=clock)
+    runner = _Runner(model, config, report, x_all, resolve_targets(model, x_all, None), progress, clock)
+    runner.build_modules()
     for method in config.methods:
-        params = config.method_params(method)
-        batch_size = config.method_batch_size or get_method(method).default_batch_size
+        if method in FORWARD_METHODS and config.floors and not report.throughput:
+            runner.floors()
         for n in config.batch_sizes:
-            x, t = x_all[:n], t_all[:n]
-            say(f"{report.model}: {method} on {n} image(s), onnxplain")
-            ours = measure(ours_call(model, method, x, t, params, config.seed, batch_size), images=n,
-                           device=model.device, memory=config.memory, **timing)
-            row = BenchRow(report.model, method, params, n, model.device, ours)
-            if refs is not None:
-                for label, fn in refs.build(method, x, t, params, batch_size=batch_size, seed=config.seed).items():
-                    say(f"{report.model}: {method} on {n} image(s), {label}")
-                    row.reference_variants[label] = measure(fn, images=n, device=model.device,
-                                                            memory=config.memory, **timing)
-                best = min(row.reference_variants, key=lambda k: row.reference_variants[k].timing.median)
-                row.reference_name, row.reference = best, row.reference_variants[best]
-                row.agreement = map_agreement(method, ours.result, row.reference.result)
-                row.reference_variants = {k: dataclasses.replace(v, result=None)
-                                          for k, v in row.reference_variants.items()}
-                row.reference = row.reference_variants[best]
-            row.ours = dataclasses.replace(ours, result=None)
-            if method in FORWARD_METHODS:
-                row.forward_passes = forward_passes(method, params, model) * n
-                if "onnxruntime" in report.throughput:
-                    row.floor_s = report.throughput["onnxruntime"].floor_s(row.forward_passes)
-                if config.backends and n == min(config.batch_sizes):
-                    say(f"{report.model}: {method} on {n} image(s), onnxplain on the torch module")
-                    row.torch_backend = measure(ours_call(TorchBackendModel(model), method, x, t, params, config.seed,
-                                                      batch_size),
-                                                images=n, device=model.device, memory=config.memory, **timing)
-                    if "torch" in report.throughput:
-                        row.torch_floor_s = report.throughput["torch"].floor_s(row.forward_passes)
-            row.evaluate()
-            report.rows.append(row)
+            report.rows.append(runner.row(method, n))
     report.seconds = clock() - started
     if progress is not None:
         progress(f"{report.model}: done", 1.0)
     return report
+
+
+class _Runner:
+    """The measurements of one `run_benchmark` call."""
+
+    def __init__(self, model: "Model", config: BenchConfig, report: BenchReport, x_all: np.ndarray,
+                 t_all: np.ndarray, progress: Callable[[str, float | None], None] | None, clock: Clock) -> None:
+        self.model, self.config, self.report = model, config, report
+        self.x_all, self.t_all = x_all, t_all
+        self.progress, self.clock = progress, clock
+        self.refs = References(model) if config.compare else None
+        self.plan, self.done = _plan_size(config), 0
+
+    def say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(f"{self.report.model}: {message}", self.done / self.plan)
+        self.done += 1
+
+    def measure(self, fn: Callable[[], Any], images: int) -> Measurement:
+        c = self.config
+        return measure(fn, images=images, device=self.model.device, repeats=c.repeats, warmup=c.warmup,
+                       budget_s=c.budget_s, memory=c.memory, clock=self.clock)
+
+    def build_modules(self) -> None:
+        """Build (and check) the torch modules once, outside every measured call."""
+        methods = self.config.methods
+        if not (any(m in GRADIENT_METHODS for m in methods)
+                or (self.config.backends and any(m in FORWARD_METHODS for m in methods))):
+            return
+        self.say("building the torch modules")
+        _ = self.model.torch_module
+        if self.refs is not None and any(m in REFERENCES and m != "lime" for m in methods):
+            _ = self.refs.plain
+
+    def floors(self) -> None:
+        c = self.config
+        for backend in ("onnxruntime", "torch") if c.backends else ("onnxruntime",):
+            self.say(f"forward throughput on {backend}")
+            self.report.throughput[backend] = forward_throughput(
+                self.model, self.x_all, backend, c.floor_batch_sizes, repeats=max(3, min(c.repeats, 5)),
+                warmup=c.warmup, budget_s=c.budget_s, clock=self.clock)
+
+    def row(self, method: str, n: int) -> BenchRow:
+        from .registry import get_method
+
+        c, model = self.config, self.model
+        params = c.method_params(method)
+        batch_size = c.method_batch_size or get_method(method).default_batch_size
+        x, t = self.x_all[:n], self.t_all[:n]
+        self.say(f"{method} on {n} image(s), onnxplain")
+        ours = self.measure(ours_call(model, method, x, t, params, c.seed, batch_size), n)
+        row = BenchRow(self.report.model, method, params, n, model.device, dataclasses.replace(ours, result=None))
+        if self.refs is not None:
+            for label, fn in self.refs.build(method, x, t, params, batch_size=batch_size, seed=c.seed).items():
+                self.say(f"{method} on {n} image(s), {label}")
+                row.reference_variants[label] = self.measure(fn, n)
+            best = min(row.reference_variants, key=lambda k: row.reference_variants[k].timing.median)
+            row.agreement = map_agreement(method, ours.result, row.reference_variants[best].result)
+            row.reference_variants = {k: dataclasses.replace(v, result=None) for k, v in row.reference_variants.items()}
+            row.reference_name, row.reference = best, row.reference_variants[best]
+        if method in FORWARD_METHODS:
+            row.forward_passes = forward_passes(method, params, model) * n
+            if "onnxruntime" in self.report.throughput:
+                row.floor_s = self.report.throughput["onnxruntime"].floor_s(row.forward_passes)
+            if c.backends and n == min(c.batch_sizes):
+                self.say(f"{method} on {n} image(s), onnxplain on the torch module")
+                torch_model = TorchBackendModel(model)
+                row.torch_backend = dataclasses.replace(
+                    self.measure(ours_call(torch_model, method, x, t, params, c.seed, batch_size), n), result=None)
+                if "torch" in self.report.throughput:
+                    row.torch_floor_s = self.report.throughput["torch"].floor_s(row.forward_passes)
+        row.evaluate()
+        return row
 
 
 def _plan_size(config: BenchConfig) -> int:

@@ -402,6 +402,11 @@ def test_run_benchmark_end_to_end(tiny: Model) -> None:
     assert set(report.throughput) == {"onnxruntime", "torch"}
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # the floors are measured right before the first forward-only method, after the gradient methods
+    steps = [d for d, _ in seen]
+    floor_at = steps.index("tiny: forward throughput on onnxruntime")
+    assert max(i for i, d in enumerate(steps) if "saliency" in d) < floor_at < steps.index(
+        "tiny: occlusion on 1 image(s), onnxplain")
     doc = json.loads(json.dumps(report_document([report])))
     assert doc["reports"][0]["rows"][0]["reference_name"] == "captum Saliency"
     md = markdown(report)
