@@ -158,11 +158,6 @@ def display_to_model(spec: "InputSpec", images: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1) if spec.layout == "NHWC" else x
 
 
-def model_to_display(spec: "InputSpec", x: np.ndarray) -> np.ndarray:
-    """Model input -> (N, C, H, W) float32 in [0, 1] (the inverse of `display_to_model`)."""
-    return np.ascontiguousarray(np.transpose(spec.to_display(x), (0, 3, 1, 2)), dtype=np.float32)
-
-
 # ---------------------------------------------------------------------------------- layers
 # Element-wise, non-decreasing activations: ascending their input ascends their output.
 MONOTONE_ACTIVATIONS = frozenset({"Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Clip", "HardSigmoid",

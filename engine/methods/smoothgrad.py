@@ -51,7 +51,7 @@ def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: 
     xt, sdt = to_tensor(model, x), to_tensor(model, sd)
     shape = model.spec.shape
 
-    @lru_cache(maxsize=2)  # a chunk spans at most a few images; neighbours share one
+    @lru_cache(maxsize=2)  # an image cut by a chunk boundary has its noise drawn once
     def noise(index: int) -> torch.Tensor:
         return to_tensor(model, image_noise(shape, samples, seed, index))
 
