@@ -129,26 +129,59 @@ def time_call(
     to. With `budget_s`, timing stops early once the timed runs have used the budget and at least
     `min(min_repeats, repeats)` samples exist (slow references would otherwise take minutes).
     """
+    (timing,) = time_calls([fn], repeats=repeats, warmup=warmup, sync=sync, clock=clock, images=images,
+                           min_repeats=min_repeats, budget_s=budget_s)
+    return timing
+
+
+def time_calls(
+    fns: Sequence[Callable[[], Any]],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    sync: Sync = _no_sync,
+    clock: Clock = time.perf_counter,
+    images: int = 1,
+    min_repeats: int = 3,
+    budget_s: float | None = None,
+) -> list[Timing]:
+    """`time_call` for several calls at once, interleaved: each round runs every call once, the
+    order rotating from round to round (ours, theirs / theirs, ours / ...).
+
+    On a shared machine the load drifts; the calls of one round see nearly the same load, so the
+    per-round ratios (`paired_ratios`) compare two sides far more steadily than two medians taken
+    minutes apart. The budget counts the time of all calls.
+    """
     if repeats < 1:
         raise BadInputError(f"repeats must be at least 1, got {repeats}")
     if warmup < 0:
         raise BadInputError(f"warm-up runs must be 0 or more, got {warmup}")
     for _ in range(warmup):
-        fn()
+        for fn in fns:
+            fn()
     sync()
-    samples: list[float] = []
+    samples: list[list[float]] = [[] for _ in fns]
     spent = 0.0
-    for _ in range(repeats):
-        sync()
-        start = clock()
-        fn()
-        sync()
-        elapsed = clock() - start
-        samples.append(elapsed)
-        spent += elapsed
-        if budget_s is not None and spent >= budget_s and len(samples) >= min(min_repeats, repeats):
+    for r in range(repeats):
+        for i in (r + j for j in range(len(fns))):
+            i %= len(fns)
+            sync()
+            start = clock()
+            fns[i]()
+            sync()
+            elapsed = clock() - start
+            samples[i].append(elapsed)
+            spent += elapsed
+        if budget_s is not None and spent >= budget_s and r + 1 >= min(min_repeats, repeats):
             break
-    return Timing(tuple(samples), warmup, images)
+    return [Timing(tuple(s), warmup, images) for s in samples]
+
+
+def paired_ratios(reference: Timing, ours: Timing) -> np.ndarray:
+    """Per-round ratios reference / ours of two interleaved timings (`time_calls`)."""
+    if len(reference.samples) != len(ours.samples):
+        raise ValueError("paired ratios need timings from the same rounds (time_calls)")
+    return np.asarray(reference.samples) / np.asarray(ours.samples)
 
 
 def profile_call(fn: Callable[[], Any], *, top: int = 25, sort: str = "cumulative") -> str:
@@ -362,8 +395,8 @@ class Measurement:
         return {"timing": self.timing.as_dict(), "memory": self.memory.as_dict() if self.memory else None}
 
 
-def measure(
-    fn: Callable[[], Any],
+def measure_calls(
+    fns: Sequence[Callable[[], Any]],
     *,
     images: int,
     device: str = "cpu",
@@ -373,31 +406,32 @@ def measure(
     memory: bool = True,
     clock: Clock = time.perf_counter,
     sync: Sync | None = None,
-) -> Measurement:
-    """Timing and, with `memory`, peak memory of `fn`; `result` is the output of its first untimed run.
+) -> list[Measurement]:
+    """Timing (interleaved: `time_calls`) and, with `memory`, peak memory of each call; each
+    Measurement's `result` is the output of that call's first untimed run.
 
-    The memory probes wrap the first warm-up run (a run whose time is discarded anyway, so the
-    probes cost no extra run and never touch a timed one); with no warm-up, one extra run after the
-    timed ones. The first call is also the one that shows what a method allocates afresh, where a
-    later call may reuse memory the allocators kept.
+    The memory probes wrap each call's first warm-up run (a run whose time is discarded anyway, so
+    the probes cost no extra run and never touch a timed one); with no warm-up, one extra run after
+    the timed ones. The first call is also the one that shows what a method allocates afresh, where
+    a later call may reuse memory the allocators kept.
     """
     sync = sync or device_sync(device)
-    kept: list[Any] = []
 
-    def first_run() -> Memory | None:
+    def first_run(fn: Callable[[], Any]) -> tuple[Memory | None, Any]:
+        kept: list[Any] = []
         if not memory:
-            kept.append(fn())
-            return None
-        return measure_memory(lambda: kept.append(fn()), device=device)
+            return None, fn()
+        mem = measure_memory(lambda: kept.append(fn()), device=device)
+        return mem, kept[0]
 
-    mem = first_run() if warmup > 0 else None
-    timing = time_call(fn, repeats=repeats, warmup=max(0, warmup - 1), sync=sync, clock=clock, images=images,
-                       budget_s=budget_s)
+    firsts = [first_run(fn) for fn in fns] if warmup > 0 else []
+    timings = time_calls(fns, repeats=repeats, warmup=max(0, warmup - 1), sync=sync, clock=clock, images=images,
+                         budget_s=budget_s)
     if warmup > 0:
-        return Measurement(dataclasses.replace(timing, warmup=warmup), mem, kept[0])
-    if memory:
-        mem = first_run()
-    return Measurement(timing, mem, kept[0] if kept else None)
+        return [Measurement(dataclasses.replace(t, warmup=warmup), mem, result)
+                for t, (mem, result) in zip(timings, firsts)]
+    afters = [first_run(fn) if memory else (None, None) for fn in fns]
+    return [Measurement(t, mem, result) for t, (mem, result) in zip(timings, afters)]
 
 
 # ============================================================================ what is benchmarked
@@ -492,12 +526,22 @@ class BenchRow:
     torch_backend: Measurement | None = None
     torch_floor_s: float | None = None
     agreement: float | None = None  # max |ours - reference| / max |reference| over the maps
+    ratios: tuple[float, ...] = ()  # reference / ours per interleaved round
     checks: list[Check] = field(default_factory=list)
 
     @property
     def speedup(self) -> float | None:
-        """reference median / ours median (> 1: ours is faster)."""
+        """How many times faster ours is (> 1: ours is faster): the median of the per-round ratios
+        reference / ours when the two were timed interleaved, else the ratio of the medians."""
+        if self.ratios:
+            return float(np.median(self.ratios))
         return self.reference.timing.median / self.ours.timing.median if self.reference else None
+
+    @property
+    def speedup_iqr(self) -> tuple[float, float] | None:
+        if not self.ratios:
+            return None
+        return float(np.percentile(self.ratios, 25)), float(np.percentile(self.ratios, 75))
 
     @property
     def floor_ratio(self) -> float | None:
@@ -537,7 +581,8 @@ class BenchRow:
             "device": self.device, "ours": self.ours.as_dict(), "reference_name": self.reference_name,
             "reference": self.reference.as_dict() if self.reference else None,
             "reference_variants": {k: v.as_dict() for k, v in self.reference_variants.items()},
-            "speedup": self.speedup, "agreement": self.agreement, "forward_passes": self.forward_passes,
+            "speedup": self.speedup, "speedup_iqr": self.speedup_iqr, "ratios": list(self.ratios),
+            "agreement": self.agreement, "forward_passes": self.forward_passes,
             "floor_s": self.floor_s,
             "floor_ratio": self.floor_ratio,
             "torch_backend": self.torch_backend.as_dict() if self.torch_backend else None,
@@ -1052,10 +1097,10 @@ class _Runner:
             self.progress(f"{self.report.model}: {message}", self.done / self.plan)
         self.done += 1
 
-    def measure(self, fn: Callable[[], Any], images: int) -> Measurement:
+    def measure_calls(self, fns: Sequence[Callable[[], Any]], images: int) -> list[Measurement]:
         c = self.config
-        return measure(fn, images=images, device=self.model.device, repeats=c.repeats, warmup=c.warmup,
-                       budget_s=c.budget_s, memory=c.memory, clock=self.clock)
+        return measure_calls(fns, images=images, device=self.model.device, repeats=c.repeats, warmup=c.warmup,
+                             budget_s=c.budget_s, memory=c.memory, clock=self.clock)
 
     def build_modules(self) -> None:
         """Build (and check) the torch modules once, outside every measured call."""
@@ -1083,17 +1128,19 @@ class _Runner:
         params = c.method_params(method)
         batch_size = c.method_batch_size or get_method(method).default_batch_size
         x, t = self.x_all[:n], self.t_all[:n]
-        self.say(f"{method} on {n} image(s), onnxplain")
-        ours = self.measure(ours_call(model, method, x, t, params, c.seed, batch_size), n)
-        row = BenchRow(self.report.model, method, params, n, model.device, dataclasses.replace(ours, result=None))
+        calls = {"onnxplain": ours_call(model, method, x, t, params, c.seed, batch_size)}
         if self.refs is not None:
-            for label, fn in self.refs.build(method, x, t, params, batch_size=batch_size, seed=c.seed).items():
-                self.say(f"{method} on {n} image(s), {label}")
-                row.reference_variants[label] = self.measure(fn, n)
-            best = min(row.reference_variants, key=lambda k: row.reference_variants[k].timing.median)
-            row.agreement = map_agreement(method, ours.result, row.reference_variants[best].result)
-            row.reference_variants = {k: dataclasses.replace(v, result=None) for k, v in row.reference_variants.items()}
+            calls.update(self.refs.build(method, x, t, params, batch_size=batch_size, seed=c.seed))
+        self.say(f"{method} on {n} image(s), {' vs '.join(calls)}")
+        measured = dict(zip(calls, self.measure_calls(list(calls.values()), n)))
+        ours = measured.pop("onnxplain")
+        row = BenchRow(self.report.model, method, params, n, model.device, dataclasses.replace(ours, result=None))
+        if measured:
+            best = min(measured, key=lambda k: measured[k].timing.median)
+            row.agreement = map_agreement(method, ours.result, measured[best].result)
+            row.reference_variants = {k: dataclasses.replace(v, result=None) for k, v in measured.items()}
             row.reference_name, row.reference = best, row.reference_variants[best]
+            row.ratios = tuple(paired_ratios(row.reference.timing, row.ours.timing).tolist())
         if method in FORWARD_METHODS:
             row.forward_passes = forward_passes(method, params, model) * n
             if "onnxruntime" in self.report.throughput:
@@ -1101,8 +1148,8 @@ class _Runner:
             if c.backends and n == min(c.batch_sizes):
                 self.say(f"{method} on {n} image(s), onnxplain on the torch module")
                 torch_model = TorchBackendModel(model)
-                row.torch_backend = dataclasses.replace(
-                    self.measure(ours_call(torch_model, method, x, t, params, c.seed, batch_size), n), result=None)
+                (torch_run,) = self.measure_calls([ours_call(torch_model, method, x, t, params, c.seed, batch_size)], n)
+                row.torch_backend = dataclasses.replace(torch_run, result=None)
                 if "torch" in self.report.throughput:
                     row.torch_floor_s = self.report.throughput["torch"].floor_s(row.forward_passes)
         row.evaluate()
@@ -1112,9 +1159,8 @@ class _Runner:
 def _plan_size(config: BenchConfig) -> int:
     """How many measurements `run_benchmark` makes (for the progress fraction)."""
     total = 0
-    for m in config.methods:
-        refs = (len(LIME_BATCH_SIZES) if m == "lime" else 1) if config.compare else 0
-        total += len(config.batch_sizes) * (1 + refs) + int(m in FORWARD_METHODS and config.backends)
+    for m in config.methods:  # one interleaved measurement per row, plus the torch-backend run
+        total += len(config.batch_sizes) + int(m in FORWARD_METHODS and config.backends)
     if config.floors and any(m in FORWARD_METHODS for m in config.methods):
         total += 2 if config.backends else 1
     if any(m in GRADIENT_METHODS for m in config.methods) or (config.backends and
@@ -1133,6 +1179,13 @@ def _ms(t: Timing | None) -> str:
 
 def _num(v: float | None, fmt: str = "{:.2f}") -> str:
     return "" if v is None else fmt.format(v)
+
+
+def _speedup(r: BenchRow) -> str:
+    if r.speedup is None:
+        return ""
+    iqr = r.speedup_iqr
+    return f"{r.speedup:.2f}x" + (f" ({iqr[0]:.2f}-{iqr[1]:.2f})" if iqr and len(r.ratios) > 1 else "")
 
 
 def _params(p: dict[str, Any]) -> str:
@@ -1180,7 +1233,7 @@ def table_rows(report: BenchReport, *, compact: bool = False) -> tuple[list[str]
     for r in report.rows:
         cells = [r.method, _params(r.params), str(r.images), _ms(r.ours.timing), f"{r.ours.timing.ms_per_image:.3g}",
                  r.reference_name or "", _ms(r.reference.timing if r.reference else None),
-                 _num(r.speedup, "{:.2f}x"), _num(r.agreement, "{:.1e}"), str(r.forward_passes or ""),
+                 _speedup(r), _num(r.agreement, "{:.1e}"), str(r.forward_passes or ""),
                  _num(r.floor_s and r.floor_s * 1e3, "{:.3g}"),
                  _num(r.floor_ratio, "{:.2f}x"), _pair(_host_mem(r.ours), _host_mem(r.reference))]
         if gpu:
@@ -1223,10 +1276,11 @@ def markdown_notes(report: BenchReport) -> list[str]:
     """What the columns mean, and the count of targets met and missed."""
     cfg = report.config
     legend = (f"Medians of up to {cfg['repeats']} runs after {cfg['warmup']} warm-up run(s), interquartile range in "
-              "brackets. speedup = reference / onnxplain; map diff = max |ours - reference| / max |reference| "
-              "(SmoothGrad: of the mean maps; LIME: not compared); ours/floor = onnxplain / the time its forward "
-              "passes take at the model's best forward throughput; host MiB = the process's peak RSS during one run "
-              "(+ its rise above the RSS before that run)")
+              "brackets. onnxplain and its reference are timed interleaved (one call of each per round, the order "
+              "alternating); speedup = median over rounds of reference / onnxplain (IQR in brackets); map diff = "
+              "max |ours - reference| / max |reference| (SmoothGrad: of the mean maps; LIME: not compared); "
+              "ours/floor = onnxplain / the time its forward passes take at the model's best forward throughput; "
+              "host MiB = the process's peak RSS during one run (+ its rise above the RSS before that run)")
     if report.device == "cuda":
         legend += ("; GPU MiB = torch's allocator peak (+ the rise of the device's used memory, which includes "
                    "onnxruntime's arena)")

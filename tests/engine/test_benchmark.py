@@ -18,8 +18,8 @@ from onnxplain.engine import Model, explain
 from onnxplain.engine.benchmark import (
     FORWARD_METHODS, TARGETS, BenchConfig, BenchRow, GpuPeak, HostPeak, Measurement, Memory, References, Throughput,
     Timing, TorchBackendModel, check_references, device_sync, forward_passes, forward_throughput, map_agreement,
-    markdown, measure, measure_memory, parse_int_list, parse_methods, profile_call, report_document, run_benchmark,
-    synthetic_images, time_call,
+    markdown, measure_calls, measure_memory, paired_ratios, parse_int_list, parse_methods, profile_call, report_document,
+    run_benchmark, synthetic_images, time_call, time_calls,
 )
 from onnxplain.engine.errors import BadInputError
 
@@ -92,6 +92,46 @@ def test_budget_stops_repeating_once_spent_but_keeps_the_minimum() -> None:
     assert len(timing.samples) == 10
 
 
+def test_interleaved_calls_alternate_order_and_pair_up_by_round() -> None:
+    log: list[str] = []
+    # per round: ours 1 s, theirs 3 s, whatever the order
+    durations = {"ours": 1.0, "theirs": 3.0}
+    clock = FakeClock([], log)
+
+    def call(name: str) -> Any:
+        def run() -> None:
+            log.append(name)
+            clock.steps[:] = [durations[name]]  # the closing clock read advances by this call's time
+        return run
+
+    ours, theirs = time_calls([call("ours"), call("theirs")], repeats=4, warmup=1, clock=clock,
+                              sync=lambda: log.append("sync"))
+    calls = [e for e in log if e in durations]
+    assert calls[:2] == ["ours", "theirs"]  # the warm-up round
+    assert calls[2:] == ["ours", "theirs", "theirs", "ours", "ours", "theirs", "theirs", "ours"]
+    assert ours.samples == pytest.approx((1.0,) * 4) and theirs.samples == pytest.approx((3.0,) * 4)
+    np.testing.assert_allclose(paired_ratios(theirs, ours), [3.0] * 4)
+    reads = [i for i, e in enumerate(log) if e == "clock"]
+    assert all(log[i - 1] == "sync" for i in reads)
+    with pytest.raises(ValueError, match="same rounds"):
+        paired_ratios(Timing((1.0, 2.0), 0), Timing((1.0,), 0))
+
+
+def test_budget_counts_every_interleaved_call() -> None:
+    log: list[str] = []
+    timings = time_calls([lambda: None, lambda: None], repeats=10, warmup=0, clock=FakeClock([0.0, 1.0] * 40, log),
+                         budget_s=5.0, min_repeats=2)
+    assert [len(t.samples) for t in timings] == [3, 3]  # 2 s per round: the budget is spent after 3 rounds
+
+
+def test_speedup_is_the_median_of_paired_ratios() -> None:
+    ours, ref = _measurement(0.01, 1), _measurement(0.05, 1)
+    row = BenchRow("m", "ig", {"steps": 50}, 1, "cpu", ours, "captum IntegratedGradients", ref,
+                   ratios=(1.0, 2.0, 3.0, 10.0))
+    assert row.speedup == pytest.approx(2.5) and row.speedup_iqr == pytest.approx((1.75, 4.75))
+    assert BenchRow("m", "ig", {}, 1, "cpu", ours, "r", ref).speedup == pytest.approx(5.0)  # no pairs: medians
+
+
 def test_bad_repeat_counts_are_user_errors() -> None:
     with pytest.raises(BadInputError):
         time_call(lambda: None, repeats=0)
@@ -157,7 +197,7 @@ def test_measure_on_cuda_synchronises_and_reports_gpu_peaks(monkeypatch: pytest.
                  "mem_get_info"):
         monkeypatch.setattr(torch.cuda, name, getattr(cuda, name))
     clock = FakeClock([0.0, 0.002] * 3, log)
-    m = measure(cuda.run, images=2, device="cuda", repeats=3, warmup=1, clock=clock)
+    (m,) = measure_calls([cuda.run], images=2, device="cuda", repeats=3, warmup=1, clock=clock)
     reads = [i for i, e in enumerate(log) if e == "clock"]
     assert all(log[i - 1] == "sync" for i in reads)
     assert m.timing.samples == pytest.approx((0.002,) * 3)
@@ -200,10 +240,11 @@ def test_host_peak_sees_a_transient_allocation(use_hwm: bool) -> None:
 
 def test_measure_without_warmup_probes_memory_in_an_extra_untimed_run() -> None:
     calls: list[int] = []
-    m = measure(lambda: calls.append(1), images=1, repeats=2, warmup=0, clock=FakeClock([0.0, 0.1] * 2, []))
+    (m,) = measure_calls([lambda: calls.append(1)], images=1, repeats=2, warmup=0,
+                         clock=FakeClock([0.0, 0.1] * 2, []))
     assert len(calls) == 3 and len(m.timing.samples) == 2 and m.timing.warmup == 0
     assert m.memory is not None
-    m = measure(lambda: calls.append(1), images=1, repeats=2, warmup=0, memory=False)
+    (m,) = measure_calls([lambda: calls.append(1)], images=1, repeats=2, warmup=0, memory=False)
     assert m.memory is None
 
 
@@ -392,6 +433,7 @@ def test_run_benchmark_end_to_end(tiny: Model) -> None:
         assert r.reference is not None and r.speedup and r.speedup > 0
         assert r.agreement is not None and r.agreement < 1e-3  # both sides computed the same maps
         assert r.ours.result is None and r.reference.result is None  # outputs are not kept once compared
+        assert len(r.ratios) == 2 == len(r.reference.timing.samples)  # interleaved: one ratio per round
         assert r.ours.memory is not None and r.ours.memory.host_peak > 0
         assert r.checks  # every method has a CPU target
     occ1, occ3 = report.rows[2:]
@@ -406,7 +448,7 @@ def test_run_benchmark_end_to_end(tiny: Model) -> None:
     steps = [d for d, _ in seen]
     floor_at = steps.index("tiny: forward throughput on onnxruntime")
     assert max(i for i, d in enumerate(steps) if "saliency" in d) < floor_at < steps.index(
-        "tiny: occlusion on 1 image(s), onnxplain")
+        "tiny: occlusion on 1 image(s), onnxplain vs captum Occlusion")
     doc = json.loads(json.dumps(report_document([report])))
     assert doc["reports"][0]["rows"][0]["reference_name"] == "captum Saliency"
     md = markdown(report)
