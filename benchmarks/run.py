@@ -78,20 +78,29 @@ def add_common_arguments(ap: argparse.ArgumentParser, *, models: str = DEFAULT_M
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--images", "--batch-sizes", dest="images", default=images,
                     help=f"images per call, comma-separated ({images})")
-    ap.add_argument("--repeats", type=int, default=repeats, help="timed runs per measurement (median and IQR)")
+    ap.add_argument("--repeats", "--pairs", dest="repeats", type=int, default=repeats,
+                    help="timed rounds per measurement; with references, each round times ours and theirs back to "
+                         "back (interleaved pairs)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     ap.add_argument("--budget", type=float, default=budget,
                     help="seconds per measurement after which repeating stops (at least 3 timed runs)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads of torch and onnxruntime, both sides (default: their own, the core count); "
+                         "1 keeps a 2-core box shared with other jobs from oversubscribing, so ratios repeat")
 
 
 def bench_models(args: argparse.Namespace, images: Any, config: BenchConfig,
                  after: Callable[[Model, BenchReport], None] | None = None) -> list[BenchReport]:
     """`run_benchmark` on each model of `--models`, on `--device`; `after(model, report)` runs per model."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     reports = []
     for key in (k.strip() for k in args.models.split(",") if k.strip()):
-        model = Model(model_path(key, args.cache), args.device)
+        model = Model(model_path(key, args.cache), args.device, threads=args.threads)
         reports.append(run_benchmark(model, images, config, name=key, progress=say))
         if after is not None:
             after(model, reports[-1])
