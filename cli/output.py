@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import numpy as np
 from rich.console import Console
 
 from onnxplain.engine.data import safe_name
-from onnxplain.engine.sidecar import atomic_path, write_json_atomic
+from onnxplain.engine.sidecar import atomic_path, plain, write_json_atomic
 
 from .progress import ProgressBars
 
@@ -55,23 +54,6 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
 
 def save_json(path: Path, data: Any) -> Path:
     return write_json_atomic(path, plain(data))
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready: numpy -> Python, paths -> str, non-finite floats -> None (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        return plain(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass

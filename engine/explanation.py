@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .sidecar import plain
+
 if TYPE_CHECKING:
     from .model import Model
 
@@ -48,19 +50,19 @@ class Explanation:
 
     def record(self, i: int | None = None) -> dict[str, Any]:
         """JSON-ready summary (no big arrays): per image when `i` is given, else for the whole call."""
-        scalars = {k: _plain(v) for k, v in self.extras.items() if _is_small(v)}
+        scalars = {k: plain(v) for k, v in self.extras.items() if _is_small(v)}
         if i is not None:
-            per_image = {k: _plain(v[i]) for k, v in self.extras.items()
+            per_image = {k: plain(v[i]) for k, v in self.extras.items()
                          if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == len(self) and v.ndim == 1}
             return {
                 "method": self.method, "index": i, "target": int(self.targets[i]), "target_name": self.target_name(i),
-                "score": float(self.scores[i]), "params": _plain(self.params), "seconds": self.seconds,
+                "score": float(self.scores[i]), "params": plain(self.params), "seconds": self.seconds,
                 "device": self.device, "model_sha256": self.model_sha256, **per_image,
             }
         return {
             "method": self.method, "n": len(self), "targets": self.targets.tolist(),
             "target_names": [self.target_name(j) for j in range(len(self))],
-            "scores": self.scores.tolist(), "params": _plain(self.params), "seconds": self.seconds,
+            "scores": self.scores.tolist(), "params": plain(self.params), "seconds": self.seconds,
             "device": self.device, "model_sha256": self.model_sha256, "versions": self.versions,
             **scalars,
         }
@@ -114,15 +116,3 @@ def _is_small(v: Any) -> bool:
     if isinstance(v, (int, float, str, bool)) or v is None:
         return True
     return isinstance(v, np.ndarray) and v.ndim == 1 and v.size <= 4096
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v

@@ -67,22 +67,29 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     """Write JSON so that a reader never sees half a file (temp file in the same folder, then rename)."""
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    return write_text_atomic(path, json.dumps(plain(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_sidecar(model_path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     return write_json_atomic(sidecar_path(model_path), {"onnxplain_sidecar": SCHEMA_VERSION, **data})
 
 
-def _jsonable(obj: Any) -> Any:
+def plain(value: Any) -> Any:
+    """JSON-ready: numpy -> Python, paths -> str, tuples -> lists, non-finite floats -> None (strict JSON)."""
+    import math
+
     import numpy as np
 
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
