@@ -38,10 +38,12 @@ def _serve(tasks: "mp.Queue[Any]", results: "mp.Queue[Any]", options: GradeOptio
     dataset, picked = load_common_data(options)
     with ExportWorker() as worker:
         while True:
-            sub = tasks.get()
-            if sub is None:
+            task = tasks.get()
+            if task is None:
                 return
-            results.put((os.getpid(), grade_one(sub, options, out_root, worker=worker, dataset=dataset, picked=picked)))
+            sub, key = task
+            results.put((os.getpid(), grade_one(sub, options, out_root, worker=worker, dataset=dataset, picked=picked,
+                                                key=key)))
 
 
 @dataclass
@@ -63,8 +65,10 @@ def run_pool(submissions: Iterable[Submission], options: GradeOptions, out_root:
     order = {s.id: i for i, s in enumerate(subs)}
     rows: dict[str, dict[str, Any]] = {}
     pending = []
+    keys: dict[str, str] = {}
     for sub in subs:  # finished earlier with the same files and options: no process needed
-        done = previous_result(Path(out_root), sub, submission_key(sub, options))
+        keys[sub.id] = submission_key(sub, options)
+        done = previous_result(Path(out_root), sub, keys[sub.id])
         if done is None:
             pending.append(sub)
         else:
@@ -93,7 +97,7 @@ def run_pool(submissions: Iterable[Submission], options: GradeOptions, out_root:
             for slot in slots:
                 if slot.current is None and pending:
                     slot.current, slot.since = pending.pop(0), time.monotonic()
-                    slot.tasks.put(slot.current)
+                    slot.tasks.put((slot.current, keys[slot.current.id]))
             try:
                 pid, row = results.get(timeout=_POLL_S)
             except queue.Empty:

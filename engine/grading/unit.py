@@ -60,15 +60,16 @@ class GradeOptions:
 
 def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.PathLike[str], *,
               worker: "ExportWorker | None" = None, dataset: "Dataset | None" = None,
-              picked: np.ndarray | None = None) -> dict[str, Any]:
+              picked: np.ndarray | None = None, key: str | None = None) -> dict[str, Any]:
     """Export, evaluate and explain one submission into `out_root/<id>/`; never raises for a bad submission.
 
     `worker` is a warm ExportWorker to reuse (one-shot otherwise); `dataset` and `picked` (the indices
-    of the images every student is explained on) may be passed in to avoid reloading the data.
+    of the images every student is explained on) may be passed in to avoid reloading the data, and
+    `key` (from `submission_key`) to avoid hashing the submission's files a second time.
     """
     out_root = Path(out_root)
     final = out_root / submission.id
-    key = submission_key(submission, options)
+    key = key or submission_key(submission, options)
     previous = previous_result(out_root, submission, key)
     if previous is not None:
         return previous
@@ -151,7 +152,7 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
     page = build_report(model, data, tmp, per_class=opt.per_class, methods=list(opt.methods), seed=opt.seed,
                         features=False, trust=False, picked=picked, method_params=opt.method_params)
     row["explain_seconds"] = round(time.perf_counter() - t0, 3)
-    report = read_sidecar_json(tmp / "report.json")
+    report = _read_json(tmp / "report.json")
     evaluation = report.get("evaluation") or {}
     row["accuracy"] = evaluation.get("accuracy")
     per_class = evaluation.get("per_class") or []
@@ -198,7 +199,8 @@ def _without_labels(dataset: "Dataset") -> "Dataset":
     return replace(dataset, labels=None, class_names=None)
 
 
-def read_sidecar_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when the file is not there."""
     import json
 
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -215,7 +217,7 @@ def previous_result(out_root: Path, submission: Submission, key: str) -> dict[st
     if not result.exists():
         return None
     try:
-        row = read_sidecar_json(result)
+        row = _read_json(result)
     except ValueError:
         return None
     if row.get("key") != key:
