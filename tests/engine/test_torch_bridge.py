@@ -16,7 +16,7 @@ from onnx import helper, numpy_helper
 
 from onnxplain.engine import ConversionError, Model
 from onnxplain.engine.torch_bridge import REWRITES, converters, optimize_graph, prepare, to_onnx_for_torch, to_torch
-from onnxplain.engine.torch_bridge.graph import count_ops
+from onnxplain.engine.torch_bridge.graph import NON_DECREASING, count_ops
 
 from tests.conftest import ZOO, export_onnx, make_tiny_cnn, zoo_path
 
@@ -364,11 +364,26 @@ def rewrite_models() -> dict[str, tuple[onnx.ModelProto, dict[str, np.ndarray]]]
         "transpose_into_dense": (o01, {"input": x01}),
         "matmul_add_to_gemm": (o01, {"input": x01}),
         "fuse_pad_into_conv": (pad_conv, {"x": X_BN}),
+        "pool_before_activation": (o01, {"input": x01}),
     }
 
 
-REMOVED_BY = {"fold_batchnorm": "BatchNormalization", "cancel_transposes": "Transpose",
-              "transpose_into_dense": "Transpose", "matmul_add_to_gemm": "Add", "fuse_pad_into_conv": "Pad"}
+def pools_after_activations(model: onnx.ModelProto) -> int:
+    """MaxPool nodes whose input comes straight from an activation."""
+    producers = {out: node.op_type for node in model.graph.node for out in node.output}
+    return sum(1 for node in model.graph.node
+               if node.op_type == "MaxPool" and producers.get(node.input[0]) in NON_DECREASING)
+
+
+# What each rewrite removes: an op type, or a count that must fall.
+REMOVED_BY: dict[str, str | Callable[[onnx.ModelProto], int]] = {
+    "fold_batchnorm": "BatchNormalization", "cancel_transposes": "Transpose", "transpose_into_dense": "Transpose",
+    "matmul_add_to_gemm": "Add", "fuse_pad_into_conv": "Pad", "pool_before_activation": pools_after_activations}
+
+
+def removed_count(name: str, model: onnx.ModelProto) -> int:
+    what = REMOVED_BY[name]
+    return what(model) if callable(what) else count_ops(model).get(what, 0)
 
 
 @pytest.fixture(scope="module")
@@ -392,14 +407,52 @@ def test_each_rewrite_alone_keeps_onnxruntime_outputs(name: str, rewrite_cases: 
     model, inputs = rewrite_cases[name]
     prepared = prepare(model)
     rewritten = optimize_graph(prepared, [name])
-    op = REMOVED_BY[name]
-    assert count_ops(rewritten).get(op, 0) < count_ops(prepared).get(op, 0), f"{name} did not apply"
+    assert removed_count(name, rewritten) < removed_count(name, prepared), f"{name} did not apply"
     assert [o.name for o in rewritten.graph.output] == [o.name for o in model.graph.output]
     want = ort_run(model, inputs)
     for got, ref in zip(ort_run(rewritten, inputs), want):
         assert np.abs(got - ref).max() <= 1e-5
     module = to_torch(model)  # all rewrites together, through torch
     assert_close(as_tuple(module(*[torch.from_numpy(v) for v in inputs.values()]))[0], want[0], atol=2e-5)
+
+
+def act_pool_model(act: str, **attrs: float) -> onnx.ModelProto:
+    """Conv -> activation -> 2x2 MaxPool (stride 2, pads) -> Conv: the pool's input has ties where the
+    activation is flat."""
+    rng = np.random.default_rng(7)
+    return helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node(act, ["c"], ["a"], **attrs),
+         helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["p", "w2"], ["y"])], "ap",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 2, 9, 9])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(rng.normal(size=(4, 2, 3, 3)).astype(np.float32), "w1"),
+                     numpy_helper.from_array(rng.normal(size=(3, 4, 3, 3)).astype(np.float32), "w2")]),
+        opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("act,attrs", [("Relu", {}), ("LeakyRelu", {"alpha": 0.1}), ("Sigmoid", {}),
+                                       ("HardSigmoid", {"alpha": 0.5})])
+def test_pool_before_activation_keeps_values_and_input_gradients(act: str, attrs: dict) -> None:
+    model = act_pool_model(act, **attrs)
+    assert pools_after_activations(to_onnx_for_torch(model)) == 0
+    x = np.random.default_rng(3).normal(size=(5, 2, 9, 9)).astype(np.float32)
+    x[:, :, :4] = -3.0  # flat regions: ReLU and HardSigmoid give ties inside the pool windows
+    assert_close(to_torch(model)(torch.from_numpy(x)), ort_run(model, {"x": x})[0], atol=2e-5)
+    grads = []
+    for module in (to_torch(model), to_torch(model, optimize=False)):
+        xt = torch.from_numpy(x).requires_grad_(True)
+        (g,) = torch.autograd.grad(module(xt).sum(), xt)
+        grads.append(g)
+    assert grads[1].abs().max() > 0
+    assert_close(grads[0], grads[1].numpy(), atol=1e-5)
+
+
+def test_pool_stays_after_a_decreasing_activation() -> None:
+    """LeakyRelu with a negative slope is not monotone: max and the activation do not commute."""
+    model = act_pool_model("LeakyRelu", alpha=-0.5)
+    assert pools_after_activations(to_onnx_for_torch(model)) == 1
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -416,6 +469,7 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     ("cancel_transposes", ["t2"], "Transpose"),
     ("transpose_into_dense", ["sequential/flatten/Reshape:0"], "Transpose"),
     ("prepare", ["r"], "Relu"),
+    ("pool_before_activation", ["sequential/conv2d/Relu:0"], "Relu"),
 ])
 def test_rewrites_never_remove_a_graph_output(name: str, exposed: list[str], kept: str, rewrite_cases: dict) -> None:
     """forward returns every graph output, by position, with onnxruntime's values."""
