@@ -24,6 +24,7 @@ from .sidecar import read_sidecar
 if TYPE_CHECKING:
     import onnxruntime as ort
     import torch
+    from .torch_bridge.affine_split import AffineSplit
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,18 @@ class Model:
             log.warning(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return module
+
+    @cached_property
+    def torch_affine_split(self) -> "AffineSplit | None":
+        """`torch_module` cut after its affine prefix (input layout op, first conv): integrated
+        gradients runs that prefix on two images instead of every path point. None if the module
+        starts with a non-affine op."""
+        from torch import fx
+
+        from .torch_bridge.affine_split import split_affine_prefix
+
+        module = self.torch_module
+        return split_affine_prefix(module) if isinstance(module, fx.GraphModule) else None
 
     def torch_module_with(self, values: Sequence[str]) -> "torch.nn.Module":
         """A torch module whose forward returns `(output, *values)`: the model output and the named

@@ -84,6 +84,7 @@ def forward_scores(model: "Model", x: torch.Tensor, targets: torch.Tensor, *, ba
 
 RowBuilder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RowTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SumFinisher = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def summed_gradients(
@@ -94,6 +95,9 @@ def summed_gradients(
     *,
     batch_size: int,
     transform: RowTransform | None = None,
+    row_weights: torch.Tensor | None = None,
+    forward: Forward | None = None,
+    finish: SumFinisher | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, the sum over `rows_per_image` derived inputs of (transformed) input gradients.
 
@@ -104,10 +108,15 @@ def summed_gradients(
     all images are cut into chunks of `batch_size`: one forward and one backward pass per chunk, no
     Python loop per step or per sample.
 
+    `row_weights` (rows_per_image,) makes the sums weighted (a quadrature), in one pass over the
+    gradients. `forward` (default: the Model's torch module) is what the rows go through; when it is only the
+    tail of the network (integrated gradients' affine split), rows live in its input space and
+    `finish(sums, images)` maps each chunk's per-image sums back to the model input.
+
     Returns (sums (N, *shape), row_scores (N * rows_per_image,)). The summation order is fixed,
     so results are reproducible bit for bit for the same arguments on the same device.
     """
-    forward = model.torch_module
+    forward = forward or model.torch_module
     n = len(targets)
     tt = targets_tensor(model, targets)
     total = torch.zeros((n, *model.spec.shape), dtype=torch.float32, device=model.torch_device)
@@ -118,19 +127,30 @@ def summed_gradients(
         grads, scores = grad_and_scores(forward, build_rows(images, r % rows_per_image), tt[images])
         if transform is not None:
             grads = transform(grads, r % rows_per_image)
-        # Rows of one image are contiguous inside a chunk: sum each run (deterministic, unlike
-        # index_add_ on CUDA).
+        # Rows are image-major, so the images of a chunk are first, first + 1, ... each with a
+        # contiguous run of rows: sum each run (deterministic, unlike index_add_ on CUDA).
         first = int(images[0])
         counts = torch.bincount(images - first).tolist()
-        start = 0
-        for offset, count in enumerate(counts):
-            if count:
-                total[first + offset] += grads[start:start + count].sum(dim=0)
-                start += count
+        if row_weights is None:
+            sums = torch.stack([run.sum(dim=0) for run in grads.split(counts)])
+        else:
+            weights = row_weights[r % rows_per_image].split(counts)
+            sums = torch.stack([weighted_sum(w, run) for w, run in zip(weights, grads.split(counts))])
+        if finish is not None:
+            sums = finish(sums, torch.arange(first, first + len(counts), device=sums.device))
+        total[first:first + len(counts)] += sums
         return scores
 
     scores = torch_batched(chunk, rows, batch_size=batch_size)
     return total, scores
+
+
+def weighted_sum(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """sum_k weights[k] * rows[k] in one pass (a matrix-vector product), without copying a
+    channels-last batch into the standard layout first."""
+    if rows.dim() == 4 and not rows.is_contiguous() and rows.is_contiguous(memory_format=torch.channels_last):
+        return torch.tensordot(weights, rows.permute(0, 2, 3, 1), dims=1).permute(2, 0, 1)
+    return torch.tensordot(weights, rows, dims=1)
 
 
 def channel_reduce(a: np.ndarray, spec: "InputSpec", how: str) -> np.ndarray:

@@ -13,7 +13,9 @@ Baselines (`baseline`):
 - "noise": uniform pixel noise in [0, 255] from `numpy.random.default_rng([seed, i])` for image i.
 
 All steps of all images are rows of one stream cut into chunks of `batch_size`: one forward and one
-backward pass per chunk, and no Python loop per step.
+backward pass per chunk, and no Python loop per step. When the network starts with affine ops (the
+input layout op and the first conv), the path points are made after them: those ops run on the image
+and its baseline only, and their backward once per image (`Model.torch_affine_split`).
 
 map = the sum over channels of the signed attributions: completeness (sum of attributions =
 f(x) - f(baseline)) then holds for the map itself, and the sign says whether a pixel pushed the
@@ -100,13 +102,43 @@ def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, ba
     at, wt = to_tensor(model, alphas), to_tensor(model, weights)
     ndim = len(model.spec.shape)
 
-    def build_rows(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return bt[images] + at[rows].view(-1, *([1] * ndim)) * diff[images]
+    split = model.torch_affine_split
+    if split is None:
+        def build_rows(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return bt[images] + at[rows].view(-1, *([1] * ndim)) * diff[images]
 
-    def weigh(grads: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return grads * wt[rows].view(-1, *([1] * ndim))
+        sums, _ = summed_gradients(model, targets, steps, build_rows, batch_size=batch_size, row_weights=wt)
+    else:
+        # The path through the affine prefix is a line too: its points are made after the prefix,
+        # which runs on each image and its baseline once; its backward runs once per image, on the
+        # weighted sum of the gradients (see torch_bridge.affine_split).
+        def build_cut_rows(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            unique, counts = torch.unique_consecutive(images, return_counts=True)
+            with torch.no_grad():
+                ends = split.prefix(torch.cat([bt[unique], xt[unique]]))
+            start, delta = ends[: len(unique)], ends[len(unique):] - ends[: len(unique)]
+            alpha = at[rows].view(-1, *([1] * (ends.dim() - 1)))
+            # The cut is much larger than the input (32 maps of 46x46 for a 48x48 gray image): write
+            # each image's rows once, broadcasting its start and delta instead of indexing copies.
+            # Keep the prefix's memory format: a channels-last conv output pools several times faster.
+            last = ends.dim() == 4 and ends.is_contiguous(memory_format=torch.channels_last)
+            out = torch.empty((len(rows), *ends.shape[1:]), dtype=ends.dtype, device=ends.device,
+                              memory_format=torch.channels_last if last else torch.contiguous_format)
+            first = 0
+            for i, count in enumerate(counts.tolist()):
+                run = slice(first, first + count)
+                torch.addcmul(start[i:i + 1], alpha[run], delta[i:i + 1], out=out[run])
+                first += count
+            return out
 
-    sums, _ = summed_gradients(model, targets, steps, build_rows, batch_size=batch_size, transform=weigh)
+        def to_input(cut_sums: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+            inputs = xt[images].detach().requires_grad_(True)
+            with torch.enable_grad():
+                (grads,) = torch.autograd.grad(split.prefix(inputs), inputs, cut_sums)
+            return grads
+
+        sums, _ = summed_gradients(model, targets, steps, build_cut_rows, batch_size=batch_size,
+                                   row_weights=wt, forward=split.suffix, finish=to_input)
     attributions = to_numpy(sums * diff)
     tt = targets_tensor(model, targets)
     ends = to_numpy(forward_scores(model, torch.cat([xt, bt]), torch.cat([tt, tt]), batch_size=batch_size))
