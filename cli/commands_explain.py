@@ -61,6 +61,10 @@ def explain_command(
     steps: Annotated[Optional[int], typer.Option(
         "--steps", min=1, help="Integrated gradients: integration steps.", rich_help_panel=METHOD_PANEL,
         show_default=False)] = None,
+    tolerance: Annotated[Optional[float], typer.Option(
+        "--tolerance",
+        help="IG: integrate again with twice the steps (up to 1024) each image whose completeness error is above "
+             "this fraction, e.g. 0.01.", rich_help_panel=METHOD_PANEL, show_default=False)] = None,
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", help="IG: black, blurred or noise; occlusion: a pixel value 0..255, mean or blur.",
         rich_help_panel=METHOD_PANEL, show_default=False)] = None,
@@ -91,8 +95,8 @@ def explain_command(
 
     info = get_method(method)  # an unknown method fails here, listing the known ones
     given = {"samples": samples, "segments": segments.value if segments else None, "impl": impl, "steps": steps,
-             "baseline": _number_or_text(baseline), "sigma": sigma, "window": window, "stride": stride,
-             "layer": layer}
+             "tolerance": tolerance, "baseline": _number_or_text(baseline), "sigma": sigma, "window": window,
+             "stride": stride, "layer": layer}
     params = {k: v for k, v in given.items() if v is not None}
     unknown = sorted(set(params) - set(info.params))
     if unknown:

@@ -24,9 +24,17 @@ score up or down; take |map| to display magnitudes.
 extras: `attributions` (N, *input shape) in the model's layout; `baseline` (N, *input shape);
 `delta` (N,) = sum(attributions) - (f(x) - f(baseline)) (Captum's convergence delta);
 `completeness_error` (N,) = |delta| / |f(x) - f(baseline)| (the denominator floored at 1e-12);
-`score_difference` (N,) = f(x) - f(baseline). f is the target score of the torch module.
+`score_difference` (N,) = f(x) - f(baseline); `steps` (N,) the steps each image was integrated with.
+f is the target score of the torch module.
+
+Completeness with a fixed number of steps: on the zoo's FER CNNs (o01, k01) and 100 LFW faces, 64
+Gauss-Legendre steps leave a median error of 1-2%: the integrand (the path derivative of f) jumps at
+every ReLU and max-pool switch, thousands of times between baseline and image, and 4,096 midpoint
+steps bring it to 1e-5. `tolerance` doubles the steps of just the images that need it.
 """
 from __future__ import annotations
+
+import logging
 
 import cv2
 import numpy as np
@@ -38,6 +46,8 @@ from ..input_spec import InputSpec
 from ..model import Model
 from ..registry import register
 from ..torch_ops import channel_reduce, forward_scores, summed_gradients, targets_tensor, to_numpy, to_tensor
+
+log = logging.getLogger(__name__)
 
 BASELINES = ("black", "blurred", "noise")
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -92,16 +102,61 @@ def make_baseline(spec: InputSpec, x: np.ndarray, kind: str, seed: int) -> np.nd
 
 @register("ig", backend="torch", default_batch_size=128)
 def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
-                         steps: int = 50, baseline: str = "black", integration: str = "gausslegendre") -> Explanation:
-    """Integrated gradients from a baseline (black, blurred, noise); records the completeness error."""
+                         steps: int = 50, baseline: str = "black", integration: str = "gausslegendre",
+                         tolerance: float | None = None, max_steps: int = 1024) -> Explanation:
+    """Integrated gradients from a baseline (black, blurred, noise); records the completeness error.
+
+    With `tolerance` (e.g. 0.01), each image whose completeness error is above it is integrated
+    again with twice the steps, until it is within or `max_steps` is reached: ReLU and max-pool
+    networks have gradients that jump thousands of times along the path, so the steps one image
+    needs are not known in advance."""
     steps = int(steps)
-    alphas, weights = quadrature(integration, steps)
+    if tolerance is not None and not tolerance > 0:
+        raise BadInputError(f"ig tolerance (--tolerance) must be a positive fraction such as 0.01, got {tolerance}")
+    quadrature(integration, steps)  # a bad method or step count fails before any work
     base = make_baseline(model.spec, x, baseline, seed)
+    attributions, scores, score_diff = _integrate(model, x, base, targets, steps, integration, batch_size)
+    error = completeness_error(attributions, score_diff)
+    used = np.full(len(x), steps, dtype=np.int64)
+    todo = error > tolerance if tolerance is not None else np.zeros(len(x), bool)
+    while todo.any() and used[todo].max() * 2 <= max_steps:
+        more = int(used[todo].max() * 2)
+        idx = np.flatnonzero(todo)
+        attributions[idx], _, score_diff[idx] = _integrate(model, x[idx], base[idx], targets[idx], more, integration,
+                                                           batch_size)
+        error[idx] = completeness_error(attributions[idx], score_diff[idx])
+        used[idx] = more
+        todo[idx] = error[idx] > tolerance
+    if todo.any():
+        log.warning("ig: %d image(s) still above the completeness tolerance %g at %d steps (worst %.3g)",
+                    int(todo.sum()), tolerance, max_steps, float(error[todo].max()))
+    delta = attributions.reshape(len(x), -1).sum(axis=1, dtype=np.float64) - score_diff
+    maps = channel_reduce(attributions, model.spec, "sum")
+    params: dict = {"steps": steps, "baseline": baseline, "integration": integration}
+    if tolerance is not None:
+        params.update(tolerance=float(tolerance), max_steps=int(max_steps))
+    return make_explanation(
+        model, "ig", x, targets, maps, params=params, scores=scores,
+        extras={"attributions": attributions, "baseline": base, "delta": delta.astype(np.float32),
+                "completeness_error": error.astype(np.float32), "score_difference": score_diff.astype(np.float32),
+                "steps": used},
+    )
+
+
+def completeness_error(attributions: np.ndarray, score_diff: np.ndarray) -> np.ndarray:
+    """|sum(attributions) - (f(x) - f(baseline))| / |f(x) - f(baseline)| per image (denominator floored at 1e-12)."""
+    total = attributions.reshape(len(attributions), -1).sum(axis=1, dtype=np.float64)
+    return np.abs(total - score_diff) / np.maximum(np.abs(score_diff), 1e-12)
+
+
+def _integrate(model: Model, x: np.ndarray, base: np.ndarray, targets: np.ndarray, steps: int, integration: str,
+               batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(attributions, f(x), f(x) - f(baseline)) with `steps` points of the `integration` quadrature."""
+    alphas, weights = quadrature(integration, steps)
     xt, bt = to_tensor(model, x), to_tensor(model, base)
     diff = xt - bt
     at, wt = to_tensor(model, alphas), to_tensor(model, weights)
     ndim = len(model.spec.shape)
-
     split = model.torch_affine_split
     if split is None:
         def build_rows(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -142,13 +197,4 @@ def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, ba
     attributions = to_numpy(sums * diff)
     tt = targets_tensor(model, targets)
     ends = to_numpy(forward_scores(model, torch.cat([xt, bt]), torch.cat([tt, tt]), batch_size=batch_size))
-    score_diff = ends[: len(x)] - ends[len(x):]
-    delta = attributions.reshape(len(x), -1).sum(axis=1, dtype=np.float64) - score_diff
-    error = np.abs(delta) / np.maximum(np.abs(score_diff), 1e-12)
-    maps = channel_reduce(attributions, model.spec, "sum")
-    return make_explanation(
-        model, "ig", x, targets, maps,
-        params={"steps": steps, "baseline": baseline, "integration": integration}, scores=ends[: len(x)],
-        extras={"attributions": attributions, "baseline": base, "delta": delta.astype(np.float32),
-                "completeness_error": error.astype(np.float32), "score_difference": score_diff.astype(np.float32)},
-    )
+    return attributions, ends[: len(x)], (ends[: len(x)] - ends[len(x):]).astype(np.float64)

@@ -48,6 +48,19 @@ def test_json_output_is_one_document_with_a_record_per_image(tiny_onnx, tiny_dat
     assert "completeness_error" in image  # integrated gradients records its completeness error
 
 
+def test_ig_tolerance_adds_steps_until_completeness_holds(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    args = ("explain", tiny_onnx(), tiny_data["png"], "--method", "ig", "--steps", "2", "--json")
+    coarse = assert_json(invoke(*args, "--out", tmp_path / "a"))["images"][0]
+    doc = assert_json(invoke(*args, "--tolerance", "0.01", "--out", tmp_path / "b"))
+    (image,) = doc["images"]
+    assert coarse["completeness_error"] > 0.01 and coarse["steps"] == 2
+    assert image["completeness_error"] <= 0.01 < coarse["completeness_error"] and image["steps"] > 2
+    assert doc["params"]["tolerance"] == 0.01
+    assert_user_error(invoke(*args, "--tolerance", "0"), "--tolerance")
+    assert_user_error(invoke("explain", tiny_onnx(), tiny_data["png"], "--method", "saliency", "--tolerance", "0.01"),
+                      "--tolerance does not apply to --method saliency")
+
+
 def test_same_seed_same_maps(tiny_onnx, tiny_data, tmp_path: Path) -> None:
     args = ("explain", tiny_onnx(), tiny_data["png"], "--method", "smoothgrad", "--samples", "8", "--quiet")
     assert_ok(invoke(*args, "--seed", "3", "--out", tmp_path / "a"))

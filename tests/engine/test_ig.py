@@ -80,6 +80,17 @@ def test_completeness_on_fer_models(request, exported_zoo, faces, name):
     assert np.median(err256) < np.median(err64), (err64, err256)
     assert np.median(err256) <= 0.01, err256
 
+    # With a tolerance, exactly the faces above 1% at 64 steps are integrated again, with more steps,
+    # until they are within (each such face within by 1024 steps here).
+    tol = explain(model, images, "ig", steps=64, tolerance=0.01, batch_size=256)
+    err, steps = tol.extras["completeness_error"], tol.extras["steps"]
+    redone = err64 > 0.01
+    assert redone.any() and (steps[redone] > 64).all() and (steps[~redone] == 64).all(), (err64, steps)
+    assert (err <= 0.01).all(), (err, steps)
+    np.testing.assert_allclose(err, completeness_against_onnxruntime(model, tol), rtol=0.05, atol=1e-4)
+    np.testing.assert_array_equal(tol.extras["attributions"][~redone], e64.extras["attributions"][~redone])
+    assert tol.params["tolerance"] == 0.01
+
 
 def test_baselines(tiny_onnx):
     model = Model(tiny_onnx(**TINY["rgb_nhwc"]))
@@ -127,7 +138,7 @@ def test_deterministic_and_batch_size_independent(tiny_onnx):
 
 
 @pytest.mark.parametrize("params", [{"baseline": "white"}, {"integration": "simpson"}, {"steps": 0},
-                                    {"steps": 1, "integration": "riemann"}])
+                                    {"steps": 1, "integration": "riemann"}, {"tolerance": 0}, {"tolerance": -0.1}])
 def test_bad_parameters(tiny_onnx, params):
     model = Model(tiny_onnx(**TINY["gray_nchw"]))
     with pytest.raises(BadInputError):
