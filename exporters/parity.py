@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from onnxplain.engine.errors import ConversionError
+from onnxplain.engine.errors import ConversionError, UnsupportedModelError
 from onnxplain.engine.input_spec import InputSpec
 
 from .util import first_line
@@ -59,13 +59,19 @@ def onnx_forward(session: "ort.InferenceSession") -> Forward:
 
 
 def compare(reference: Forward, candidate: Forward, x: np.ndarray, what: str) -> float:
-    """Max |reference(x) - candidate(x)|; a shape mismatch or a non-finite reference is a ConversionError."""
+    """Max |reference(x) - candidate(x)|; a shape mismatch, one output row per image missing, or a
+    non-finite reference is a ConversionError."""
     ref = np.asarray(reference(x), dtype=np.float64)
     got = np.asarray(candidate(x), dtype=np.float64)
     if not np.all(np.isfinite(ref)):
         raise ConversionError(
             f"the source model outputs NaN or infinite values on {what}; its weights are probably damaged (NaN)"
         )
+    if ref.ndim == 0 or ref.shape[0] != len(x):
+        rows = ref.shape[0] if ref.ndim else 0
+        raise UnsupportedModelError(
+            f"the source model returns {rows} output row(s) for {len(x)} images: it mixes images of a batch "
+            "(e.g. a view(-1, n) flatten sized for another input size); check the input shape (--input-shape)")
     if ref.shape != got.shape:
         raise ConversionError(f"the exported model gives output shape {got.shape}, the source model {ref.shape}")
     if ref.size == 0:

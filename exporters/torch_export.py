@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxplain.engine.errors import BadInputError, ConversionError
+from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
 from onnxplain.engine.sidecar import read_sidecar
 
 from .options import PARITY_THRESHOLD, ExportOptions
@@ -98,11 +98,16 @@ def _check_runs(module: Any, example: Any, shape: tuple[int, ...], name: str) ->
 
     try:
         with torch.no_grad():
-            module(example)
+            out = module(example)
     except Exception as exc:
         raise BadInputError(
             f"{name} does not run on input shape {list(shape)}: {first_line(exc, 200)}; check --input-shape"
         ) from exc
+    if isinstance(out, torch.Tensor) and (out.ndim == 0 or out.shape[0] != example.shape[0]):
+        rows = out.shape[0] if out.ndim else 0
+        raise UnsupportedModelError(
+            f"{name} returns {rows} output row(s) for {example.shape[0]} images of shape {list(shape[1:])}: it "
+            "mixes the images of a batch (e.g. a view(-1, n) flatten sized for another input); check --input-shape")
 
 
 def _export_torchscript(module: Any, example: Any) -> tuple[Any, dict[str, Any]]:

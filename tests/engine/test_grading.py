@@ -124,7 +124,7 @@ EXPECTED = {
     "ok": 13,
     # k05 alone (weights, no architecture), ken (state_dict, no class anywhere), leo (truncated .h5), mallory
     # (random bytes), peggy (no model file), t04 (an MNIST net that flattens with view(-1, n): given the class's
-    # 1x48x48 input it returns 4 rows per image)
+    # 1x48x48 input it returns 4 rows per image, refused by the exporter)
     "unsupported": 6,
     "timeout": 1,       # nina: unpickling sleeps for an hour
     "crashed": 1,       # oscar: unpickling kills the export process
@@ -148,6 +148,7 @@ def test_grade_a_class(tmp_path: Path) -> None:
     assert rows["oscar_crashes"]["status"] == "crashed"
     assert rows["k05_weights_only"]["status"] == "unsupported" and "--arch" in rows["k05_weights_only"]["reason"]
     assert "state_dict" in rows["ken"]["reason"]
+    assert "output row(s)" in rows["t04"]["reason"] and ".partial" not in rows["t04"]["reason"]
     assert rows["o03"]["accuracy"] is None and "10 classes" in rows["o03"]["note"]
     assert all("\n" not in r["reason"] for r in rows.values())
     for sid, r in rows.items():

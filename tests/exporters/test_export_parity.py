@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxplain.engine.errors import ConversionError
+from onnxplain.engine.errors import ConversionError, UnsupportedModelError
 from onnxplain.engine.input_spec import InputSpec
 from onnxplain.exporters.parity import compare, enforce, parity_report, random_inputs
 
@@ -36,6 +36,14 @@ def test_nan_in_the_candidate_is_infinitely_wrong_and_nan_in_the_source_an_error
         compare(lambda v: linear(v) * np.nan, linear, x, "x")
     with pytest.raises(ConversionError, match="output shape"):
         compare(linear, lambda v: linear(v)[:, :2], x, "x")
+
+
+def test_a_source_that_mixes_the_images_of_a_batch_is_refused() -> None:
+    """Both sides agree (ONNX reproduces the mixing), but 16 images must give 16 rows."""
+    x = random_inputs(SPEC)
+    mixed = lambda v: linear(v).reshape(-1, 6)  # noqa: E731  (two images per row)
+    with pytest.raises(UnsupportedModelError, match=r"8 output row\(s\) for 16 images"):
+        compare(mixed, mixed, x, "x")
 
 
 def test_enforce_threshold_and_allow_mismatch() -> None:

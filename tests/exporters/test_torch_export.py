@@ -133,6 +133,14 @@ def test_t04_torchscript_saved_on_cuda_exports_on_cpu(export_worker: ExportWorke
     assert convs == ["features.0", "features.4", "features.8"]
 
 
+def test_t04_at_another_input_size_is_refused_for_mixing_images(export_worker: ExportWorker, tmp_path: Path) -> None:
+    """t04 flattens with view(-1, n): at 48x48 each image becomes 4 rows. ONNX would reproduce that
+    exactly, so parity alone cannot catch it; one output row per image can."""
+    with pytest.raises(UnsupportedModelError, match=r"returns 8 output row\(s\) for 2 images.*--input-shape"):
+        export(zoo_path("t04"), tmp_path / "t04.onnx", input_shape="1,1,48,48", worker=export_worker)
+    assert not (tmp_path / "t04.onnx").exists()
+
+
 def test_t06_torchscript_exports(export_worker: ExportWorker, tmp_path: Path) -> None:
     out = export(zoo_path("t06"), tmp_path / "t06.onnx", input_shape=(1, 1, 120, 120), scale=1 / 255, mean=0.5,
                  std=0.5, labels="Closed,Open,yawn,no_yawn", worker=export_worker)
