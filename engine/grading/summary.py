@@ -6,11 +6,12 @@ import io
 import json
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
 from ..render.class_grid import render_class_grid
-from ..render.html import Section, render_report_html
+from ..render.html import Link, Section, render_report_html
 from ..sidecar import write_json_atomic, write_text_atomic
 from .unit import STATUS_OK, GradeOptions, load_common_data
 
@@ -46,11 +47,11 @@ def write_summary(out_root: str | Path, rows: Sequence[dict[str, Any]], options:
 def _write_index(out: Path, rows: Sequence[dict[str, Any]], options: GradeOptions) -> Path:
     table = Section("summary", "Submissions", params={"data": options.data, "methods": ", ".join(options.methods)})
     counts = status_counts(rows)
-    table.text("Status counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ". Each student's page is "
-               "`<id>/report.html`; the numbers are in summary.csv and summary.json.")
+    table.text("Status counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ". A student's name links "
+               "to their page (`<id>/report.html`); the numbers are in summary.csv and summary.json.")
     table.table(["student", "status", "framework", "parameters", "accuracy", "parity", "export s", "explain s",
                  "reason"],
-                [[r["id"], r["status"], " ".join(str(x) for x in (r.get("framework"), r.get("framework_version")) if x),
+                [[_student(out, r), r["status"], " ".join(str(x) for x in (r.get("framework"), r.get("framework_version")) if x),
                   _num(r.get("parameters")), _num(r.get("accuracy"), ".3f"), _num(r.get("parity"), ".1e"),
                   _num(r.get("export_seconds"), ".1f"), _num(r.get("explain_seconds"), ".1f"),
                   r.get("reason") or r.get("note") or ""] for r in rows], numeric=[3, 4, 5, 6, 7])
@@ -62,6 +63,12 @@ def _write_index(out: Path, rows: Sequence[dict[str, Any]], options: GradeOption
                ("methods", ", ".join(options.methods))],
         sections=sections, footer="onnxplain grade",
     )
+
+
+def _student(out: Path, row: dict[str, Any]) -> Link | str:
+    """The student's id, linked to their report when there is one."""
+    report = out / row["id"] / "report.html"
+    return Link(row["id"], f"{quote(row['id'])}/report.html") if report.exists() else row["id"]
 
 
 def _grid_sections(out: Path, rows: Sequence[dict[str, Any]], options: GradeOptions) -> list[Section]:

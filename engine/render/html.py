@@ -20,6 +20,17 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to another page (a relative href, e.g. a student's report)."""
+
+    text: str
+    href: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass
 class Section:
     """One part of the report: what was run (parameters, seconds) and what came out (blocks in order)."""

@@ -162,6 +162,8 @@ def test_grade_a_class(tmp_path: Path) -> None:
     assert (out / "summary.csv").read_text().count("\n") == len(rows) + 1
     index = (out / "index.html").read_text()
     assert "saliency: side by side" in index
+    for sid, r in rows.items():  # each graded student's name links to their page; the others are plain text
+        assert (f'<a href="{sid}/report.html">{sid}</a>' in index) == (r["status"] == "ok"), sid
     assert not list(out.glob(".*partial")), "no half-written submission folders"
     # A second run with nothing changed redoes nothing.
     second = CliRunner().invoke(app, args)
