@@ -42,6 +42,8 @@ def export_keras(src: Path, fmt: str, options: ExportOptions) -> Exported:
             f"{src.name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "onnxplain explains single-input, single-output image classifiers"
         )
+    if len(model.inputs[0].shape) == 2:
+        return _export_flat(model, options, src.name, source, flavour)
     layout = _layout(model)
     shape = _input_shape(model, layout, options, src.name)
     proto, layer_names = _convert(model, shape, flavour, src.name)
@@ -51,6 +53,29 @@ def export_keras(src: Path, fmt: str, options: ExportOptions) -> Exported:
         layout=layout,
         source=source,
         converter={"name": "tf2onnx", "opset": OPSET, "input_shape": [None, *shape[1:]], "loader": flavour},
+        layer_names=layer_names,
+    )
+
+
+def _export_flat(model: Any, options: ExportOptions, name: str, source: dict[str, Any], flavour: str) -> Exported:
+    """A plain DNN on flattened pixels (the course's CNN-vs-DNN comparison): the ONNX file takes the
+    image (N, H, W, C) and flattens it row by row, as `x.reshape(-1, H*W*C)` does, so every method
+    and report treats it as an image model."""
+    from .flat_input import image_shape_for, with_image_input
+
+    size = model.inputs[0].shape[1]
+    if size is None:
+        raise UnsupportedModelError(f"{name} takes input of shape (None, None), not an image or a flattened image")
+    hwc = image_shape_for(int(size), options.input_shape, name)
+    proto, layer_names = _convert(model, (None, int(size)), flavour, name)
+    keras_forward = _forward(model)
+    return Exported(
+        onnx=with_image_input(proto, hwc),
+        forward=lambda x: keras_forward(np.ascontiguousarray(x).reshape(len(x), -1)),
+        layout="NHWC",
+        source=source,
+        converter={"name": "tf2onnx", "opset": OPSET, "input_shape": [None, *hwc], "loader": flavour,
+                   "flat_input": int(size)},
         layer_names=layer_names,
     )
 

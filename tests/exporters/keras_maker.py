@@ -98,6 +98,15 @@ def tf_keras_files(out: Path, names: dict) -> None:
     save_reference(out, "tfk_weights", seq, (12, 12, 1))
     names["tfk_weights"] = all_layer_names(seq)
 
+    # A plain DNN on flattened 12x12 gray images (the course's CNN-vs-DNN comparison), and one on 150 values,
+    # which is no square image.
+    dnn = tf_keras.Sequential([L.Dense(16, activation="relu", input_shape=(144,)), L.Dropout(0.2),
+                               L.Dense(16, activation="relu"), L.Dense(4, activation="softmax")])
+    dnn.save(out / "tfk_dnn.h5")
+    save_reference(out, "tfk_dnn", dnn, (144,))
+    names["tfk_dnn"] = all_layer_names(dnn)
+    tf_keras.Sequential([L.Dense(3, input_shape=(150,))]).save(out / "tfk_dnn150.h5")
+
     # Any image size: the export needs --input-shape.
     anysize = tf_keras.Sequential([L.InputLayer((None, None, 1)), L.Conv2D(4, 3, padding="same"),
                                    L.GlobalAveragePooling2D(), L.Dense(3)])

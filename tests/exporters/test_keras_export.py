@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxplain.engine import Model
+from onnxplain.engine import Model, explain
 from onnxplain.engine.errors import BadInputError, UnsupportedModelError
 from onnxplain.exporters import ExportWorker, export
 from tests.conftest import zoo_path
@@ -152,6 +152,33 @@ def test_any_size_model_needs_input_shape(keras_files: Path, export_worker: Expo
         out = export(keras_files / "any_size.h5", tmp_path / "a.onnx", input_shape=shape, worker=export_worker)
         np.testing.assert_allclose(onnx_outputs(out, x), y, atol=1e-5)
         assert read_sidecar(out)["input"]["height"] == 24
+
+
+def test_plain_dnn_on_flattened_pixels_exports_as_an_image_model(keras_files: Path, keras_names: dict,
+                                                                   export_worker: ExportWorker, tmp_path: Path) -> None:
+    """The DNN takes 144 values; its ONNX file takes a 12x12 gray image and flattens it row by row."""
+    out = export(keras_files / "tfk_dnn.h5", tmp_path / "dnn.onnx", worker=export_worker)
+    side = read_sidecar(out)
+    assert side["input"]["layout"] == "NHWC" and (side["input"]["height"], side["input"]["width"],
+                                                  side["input"]["channels"]) == (12, 12, 1)
+    assert side["parity"]["max_abs_diff"] <= 1e-5 and side["exporter"]["converter"]["flat_input"] == 144
+    x, y = np.load(keras_files / "tfk_dnn.x.npy"), np.load(keras_files / "tfk_dnn.y.npy")  # Keras on flat rows
+    np.testing.assert_allclose(onnx_outputs(out, x.reshape(8, 12, 12, 1)), y, atol=1e-5)
+    model = Model(out)
+    assert [layer.name for layer in model.layers() if layer.kind == "dense"] == [
+        n for n in keras_names["tfk_dnn"] if n.startswith("dense")]
+    e = explain(model, x.reshape(8, 12, 12, 1)[:2], "saliency", preprocessed=True)
+    assert e.maps.shape == (2, 12, 12) and np.abs(e.maps).max() > 0
+
+
+def test_flat_input_that_is_no_square_image_needs_input_shape(keras_files: Path, export_worker: ExportWorker,
+                                                               tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match=r"150 values.*--input-shape 1,H,W,C"):
+        export(keras_files / "tfk_dnn150.h5", tmp_path / "a.onnx", worker=export_worker)
+    with pytest.raises(BadInputError, match=r"does not flatten to the 150 values"):
+        export(keras_files / "tfk_dnn150.h5", tmp_path / "b.onnx", input_shape="1,12,12,1", worker=export_worker)
+    out = export(keras_files / "tfk_dnn150.h5", tmp_path / "c.onnx", input_shape="1,10,15,1", worker=export_worker)
+    assert onnx_outputs(out, np.zeros((2, 10, 15, 1), np.float32)).shape == (2, 3)
 
 
 def test_parent_never_imports_tensorflow(export_worker: ExportWorker, tmp_path: Path) -> None:

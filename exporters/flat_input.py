@@ -1,0 +1,56 @@
+"""Flat-input models (a DNN on `x.reshape(-1, H*W*C)`) as image models.
+
+The course's plain DNN takes the 2,304 pixels of a 48x48 face as one vector. onnxplain explains
+images, so the exported graph gets a new image input (N, H, W, C) and a Reshape to (N, H*W*C) in
+front of the original one: row-major, channels last, which is how a FER2013 `feature` string or a
+flattened image array is laid out. The image size comes from `--input-shape` or, for a square
+image, from the vector's length (2,304 = 48x48 gray, 6,912 = 48x48x3).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from onnxplain.engine.errors import BadInputError
+
+def image_shape_for(size: int, input_shape: Sequence[int] | None, name: str) -> tuple[int, int, int]:
+    """(H, W, C) of the image whose row-major flattening has `size` values."""
+    if input_shape is not None:
+        dims = [int(d) for d in input_shape[1:]]
+        hwc = (*dims, 1) if len(dims) == 2 else tuple(dims)
+        if len(hwc) != 3 or math.prod(hwc) != size:
+            raise BadInputError(f"--input-shape {list(input_shape)} does not flatten to the {size} values {name} "
+                                f"takes per image; give N,H,W,C with H*W*C = {size}")
+        return hwc  # type: ignore[return-value]
+    for channels in (1, 3):
+        side = math.isqrt(size // channels)
+        if size % channels == 0 and side * side * channels == size:
+            return side, side, channels
+    raise BadInputError(f"{name} takes {size} values per image, not a square gray or colour image; pass "
+                        "--input-shape 1,H,W,C for the image it flattens")
+
+
+def with_image_input(model: onnx.ModelProto, hwc: tuple[int, int, int]) -> onnx.ModelProto:
+    """A copy of `model` whose single flat input is fed by Reshape(image (N, H, W, C))."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    initializers = {init.name for init in graph.initializer}
+    (flat,) = [i for i in graph.input if i.name not in initializers]
+    elem_type = flat.type.tensor_type.elem_type
+    size = int(np.prod(hwc))
+    image_name = f"{flat.name}__image"  # derived from the flat input's name: no clash with the graph's values
+    shape_name = f"{flat.name}__flatten_shape"
+    graph.initializer.append(numpy_helper.from_array(np.array([-1, size], np.int64), shape_name))
+    graph.node.insert(0, helper.make_node("Reshape", [image_name, shape_name], [flat.name],
+                                          name=f"{flat.name}__flatten"))
+    image = helper.make_tensor_value_info(image_name, elem_type, ["N", *hwc])
+    position = list(graph.input).index(flat)
+    graph.input.remove(flat)
+    graph.input.insert(position, image)
+    onnx.checker.check_model(out)
+    return out
