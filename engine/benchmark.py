@@ -860,7 +860,7 @@ class References:
         """The lime package on each image with our parameters: the same segmenter (run inside lime,
         as its own quickshift would be), samples, kernel width and hide colour."""
         lime_image = _require("lime.lime_image")
-        from .methods.lime import _quiet_lime_progress
+        from .methods.lime import quiet_lime_progress
         from .segmentation import DEFAULT_N_SEGMENTS, segment
 
         spec, model = self.model.spec, self.model
@@ -879,7 +879,7 @@ class References:
 
         def run(bs: int) -> list[Any]:
             explainer = lime_image.LimeImageExplainer(kernel_width=width, random_state=seed)
-            with _quiet_lime_progress(lime_image):
+            with quiet_lime_progress(lime_image):
                 return [explainer.explain_instance(img, classifier_fn, labels=(int(t),), hide_color=hide,
                                                    top_labels=None, num_samples=samples, batch_size=bs,
                                                    segmentation_fn=segmentation_fn, random_seed=seed)

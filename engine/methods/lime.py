@@ -143,8 +143,9 @@ def top_masks(segments: np.ndarray, weights: np.ndarray, top_k: int) -> tuple[np
 
 
 @contextlib.contextmanager
-def _quiet_lime_progress(lime_image: Any) -> Iterator[None]:
-    """lime_image draws a tqdm bar on stderr for every image; the engine never prints."""
+def quiet_lime_progress(lime_image: Any) -> Iterator[None]:
+    """lime_image draws a tqdm bar on stderr for every image; the engine never prints (also used by the
+    benchmark harness when it times the lime package itself)."""
     original = lime_image.tqdm
     lime_image.tqdm = functools.partial(original, disable=True)
     try:
@@ -178,7 +179,7 @@ def run_lime_package(model: "Model", x: np.ndarray, targets: np.ndarray, segment
         label = int(targets[i])
         explainer = lime_image.LimeImageExplainer(kernel_width=kernel_width, random_state=seed)
         image = pixels[i, ..., 0] if spec.channels == 1 else pixels[i]
-        with _quiet_lime_progress(lime_image):
+        with quiet_lime_progress(lime_image):
             exp = explainer.explain_instance(
                 image, classifier_fn, labels=(label,), hide_color=hide_color, top_labels=None,
                 num_features=100000, num_samples=samples, batch_size=batch_size,
