@@ -3,8 +3,10 @@
 The course's plain DNN takes the 2,304 pixels of a 48x48 face as one vector. onnxplain explains
 images, so the exported graph gets a new image input (N, H, W, C) and a Reshape to (N, H*W*C) in
 front of the original one: row-major, channels last, which is how a FER2013 `feature` string or a
-flattened image array is laid out. The image size comes from `--input-shape` or, for a square
-image, from the vector's length (2,304 = 48x48 gray, 6,912 = 48x48x3).
+flattened image array is laid out. The image size comes from `--input-shape` (Keras) or, for a
+square image, from the vector's length (2,304 = 48x48 gray, 784 = 28x28, 6,912 = 48x48x3). Both
+exporters use it: Keras models whose input is (None, K), PyTorch modules exported with
+`--input-shape 1,K`.
 """
 from __future__ import annotations
 
@@ -17,11 +19,15 @@ from onnx import helper, numpy_helper
 
 from onnxplain.engine.errors import BadInputError
 
-def image_shape_for(size: int, input_shape: Sequence[int] | None, name: str) -> tuple[int, int, int]:
-    """(H, W, C) of the image whose row-major flattening has `size` values."""
-    if input_shape is not None:
-        dims = [int(d) for d in input_shape[1:]]
-        hwc = (*dims, 1) if len(dims) == 2 else tuple(dims)
+
+def image_shape_for(size: int, input_shape: Sequence[int] | None, name: str,
+                    hint: str = "pass --input-shape 1,H,W,C for the image it flattens") -> tuple[int, int, int]:
+    """(H, W, C) of the image whose row-major flattening has `size` values (`hint`: what to do if unsure)."""
+    if input_shape is not None and len(input_shape) == 2:  # 1,K: the vector, not the image
+        if int(input_shape[1]) != size:
+            raise BadInputError(f"--input-shape {list(input_shape)} does not match the {size} values {name} takes")
+    elif input_shape is not None:
+        hwc = tuple(int(d) for d in input_shape[1:])
         if len(hwc) != 3 or math.prod(hwc) != size:
             raise BadInputError(f"--input-shape {list(input_shape)} does not flatten to the {size} values {name} "
                                 f"takes per image; give N,H,W,C with H*W*C = {size}")
@@ -30,8 +36,7 @@ def image_shape_for(size: int, input_shape: Sequence[int] | None, name: str) -> 
         side = math.isqrt(size // channels)
         if size % channels == 0 and side * side * channels == size:
             return side, side, channels
-    raise BadInputError(f"{name} takes {size} values per image, not a square gray or colour image; pass "
-                        "--input-shape 1,H,W,C for the image it flattens")
+    raise BadInputError(f"{name} takes {size} values per image, not a square gray or colour image; {hint}")
 
 
 def with_image_input(model: onnx.ModelProto, hwc: tuple[int, int, int]) -> onnx.ModelProto:

@@ -19,6 +19,7 @@ import numpy as np
 from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
 
 from . import sniff
+from .flat_input import image_shape_for, with_image_input
 from .keras_config import check_config, is_container, is_keras3_config, parse_config, read_arch_file
 from .keras_names import rename_layers, restore_names
 from .options import ExportOptions
@@ -61,8 +62,6 @@ def _export_flat(model: Any, options: ExportOptions, name: str, source: dict[str
     """A plain DNN on flattened pixels (the course's CNN-vs-DNN comparison): the ONNX file takes the
     image (N, H, W, C) and flattens it row by row, as `x.reshape(-1, H*W*C)` does, so every method
     and report treats it as an image model."""
-    from .flat_input import image_shape_for, with_image_input
-
     size = model.inputs[0].shape[1]
     if size is None:
         raise UnsupportedModelError(f"{name} takes input of shape (None, None), not an image or a flattened image")

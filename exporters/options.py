@@ -77,7 +77,8 @@ class ExportOptions:
 
 
 def parse_input_shape(value: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    """`1,1,48,48`, `1x1x48x48` or a sequence; 3 numbers get a batch of 1 in front."""
+    """`1,1,48,48`, `1x1x48x48` or a sequence; 3 numbers get a batch of 1 in front; `1,2304` is a model
+    on flattened pixels."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -90,8 +91,11 @@ def parse_input_shape(value: str | Sequence[int] | None) -> tuple[int, ...] | No
         raise BadInputError(f"--input-shape {value!r} must be numbers such as 1,1,48,48") from exc
     if len(dims) == 3:
         dims = (1, *dims)
+    if len(dims) == 2 and dims[0] == 1 and 0 < dims[1] <= 8192 * 8192 * 4:
+        return dims  # a model on flattened pixels (1,2304): the exporter gives it an image input
     if len(dims) != 4 or any(d <= 0 for d in dims) or any(d > 8192 for d in dims[1:]):
-        raise BadInputError(f"--input-shape {value!r} must be 4 positive numbers such as 1,1,48,48 (N,C,H,W)")
+        raise BadInputError(f"--input-shape {value!r} must be 4 positive numbers such as 1,1,48,48 (N,C,H,W), "
+                            "or 1,K for a model on K flattened pixels")
     return dims
 
 

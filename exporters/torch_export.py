@@ -18,6 +18,7 @@ import numpy as np
 from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
 from onnxplain.engine.sidecar import read_sidecar
 
+from .flat_input import image_shape_for, with_image_input
 from .options import PARITY_THRESHOLD, ExportOptions
 from .parity import compare, onnx_forward, ort_session
 from .result import Exported
@@ -37,8 +38,16 @@ def export_torch(src: Path, fmt: str, options: ExportOptions) -> Exported:
     shape = _input_shape(src, module, options, layout)
     proto, converter = _to_onnx(module, shape, src.name)
     names = layer_names(proto, module) if converter["name"] == "torch.onnx (torchscript)" else {}
-    return Exported(onnx=proto, forward=_forward(module), layout=layout, source=source,
-                    converter=converter, layer_names=names)
+    forward = _forward(module)
+    if len(shape) == 2:  # a DNN on flattened pixels: give the ONNX file an image input
+        hwc = image_shape_for(int(shape[1]), None, src.name,
+                              hint="onnxplain explains images: flatten inside the model and pass --input-shape 1,C,H,W")
+        proto, layout = with_image_input(proto, hwc), "NHWC"
+        converter = {**converter, "flat_input": int(shape[1])}
+        flat_forward = forward
+        forward = lambda x: flat_forward(np.ascontiguousarray(x).reshape(len(x), -1))  # noqa: E731
+    return Exported(onnx=proto, forward=forward, layout=layout, source=source, converter=converter,
+                    layer_names=names)
 
 
 # ----------------------------------------------------------------------------- input shape

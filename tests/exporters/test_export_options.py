@@ -12,13 +12,13 @@ from onnxplain.exporters.options import parse_input_shape
 
 @pytest.mark.parametrize("given, expected", [
     ("1,1,48,48", (1, 1, 48, 48)), ("1x3x32x32", (1, 3, 32, 32)), ((1, 28, 28), (1, 1, 28, 28)),
-    ([2, 48, 48, 1], (2, 48, 48, 1)), (None, None),
+    ([2, 48, 48, 1], (2, 48, 48, 1)), ("1,2304", (1, 2304)), (None, None),
 ])
 def test_input_shape(given, expected) -> None:
     assert parse_input_shape(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["48,48", "1,a,48,48", "0,1,48,48", "1,1,-4,48", (1, 1, 99999, 2), "1,1,48,48,1"])
+@pytest.mark.parametrize("bad", ["48,48", "1,a,48,48", "0,1,48,48", "1,1,-4,48", (1, 1, 99999, 2), "1,1,48,48,1", "2,2304", "1,0"])
 def test_bad_input_shape_names_the_flag(bad) -> None:
     with pytest.raises(BadInputError, match="--input-shape"):
         parse_input_shape(bad)

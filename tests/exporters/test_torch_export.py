@@ -59,6 +59,17 @@ class CNN(nn.Module):
         return self.fc4(F.relu(self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))))
 
 
+class DNN(nn.Module):
+    """A plain DNN on flattened pixels: forward takes (N, in_features)."""
+
+    def __init__(self, in_features=144, classes=4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_features, 16), nn.ReLU(), nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
 class Noisy(nn.Module):
     """Draws random numbers in forward: no export can match it, so parity must fail."""
 
@@ -224,6 +235,26 @@ def test_legacy_serialization(student, export_worker: ExportWorker, tmp_path: Pa
     x = np.random.default_rng(4).normal(size=(2, 1, 16, 16)).astype(np.float32)
     with torch.no_grad():
         np.testing.assert_allclose(onnx_outputs(out, x), net(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+def test_dnn_on_flattened_pixels_gets_an_image_input(student, export_worker: ExportWorker, tmp_path: Path) -> None:
+    path, module = student
+    torch.manual_seed(0)
+    net = module.DNN().eval()
+    torch.save(net.state_dict(), tmp_path / "dnn.pt")
+    out = export(tmp_path / "dnn.pt", tmp_path / "dnn.onnx", arch=f"{path}:DNN", input_shape="1,144",
+                 worker=export_worker)
+    side = read_sidecar(out)
+    assert (side["input"]["layout"], side["input"]["height"], side["input"]["width"], side["input"]["channels"]) == (
+        "NHWC", 12, 12, 1)
+    assert side["parity"]["max_abs_diff"] <= 1e-5 and side["exporter"]["converter"]["flat_input"] == 144
+    x = np.random.default_rng(3).uniform(0, 1, (5, 12, 12, 1)).astype(np.float32)
+    with torch.no_grad():  # row-major flattening of the image, as x.reshape(N, -1)
+        np.testing.assert_allclose(onnx_outputs(out, x), net(torch.from_numpy(x.reshape(5, -1))).numpy(), atol=1e-5)
+    torch.save(module.DNN(in_features=150).state_dict(), tmp_path / "dnn150.pt")
+    with pytest.raises(BadInputError, match=r"150 values per image.*flatten inside the model"):
+        export(tmp_path / "dnn150.pt", tmp_path / "dnn150.onnx", arch=f"{path}:DNN", arch_args={"in_features": 150},
+               input_shape="1,150", worker=export_worker)
 
 
 def test_weights_that_do_not_fit_the_arch(student, export_worker: ExportWorker, tmp_path: Path) -> None:
