@@ -10,7 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
-from .options import DataOpt, DeviceOpt, Device, JsonOpt, LayerOpt, LimitOpt, ModelArg, OutOpt, QuietOpt, SeedOpt
+from .options import (
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, ModelArg, OutOpt, QuietOpt,
+    SeedOpt, ig_params,
+)
 from .output import OUT_ROOT, command_output, default_out, save_json, say
 
 
@@ -81,6 +84,8 @@ def report_command(
     methods: Annotated[Optional[str], typer.Option(
         "--methods", help="Comma-separated attribution methods (default: all).", show_default=False)] = None,
     layer: LayerOpt = None,
+    steps: IgStepsOpt = None,
+    tolerance: IgToleranceOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
@@ -103,7 +108,7 @@ def report_command(
         ds = open_dataset(m, data, run.progress, limit=limit)
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
-                            progress=run.progress)
+                            progress=run.progress, method_params=ig_params(steps, tolerance))
         doc = {"command": "report", "model": str(model), "data": str(data), "report": str(page), "out": str(folder)}
         run.result(doc, paths=[page], human=lambda console: say(console, f"report for {model.name} on {data.name}:"))
 

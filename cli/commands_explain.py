@@ -15,7 +15,8 @@ from onnxplain.engine.errors import BadInputError
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model
 from .options import (
-    METHOD_PANEL, JsonOpt, LayerOpt, ModelArg, OptionalDataOpt, OutOpt, QuietOpt, SeedOpt, Segments,
+    IG_TOLERANCE_HELP, METHOD_PANEL, JsonOpt, LayerOpt, ModelArg, OptionalDataOpt, OutOpt, QuietOpt, SeedOpt,
+    Segments,
 )
 from .output import CommandOutput, command_output, default_out, save_json, save_npy, say, unique_names
 
@@ -62,9 +63,7 @@ def explain_command(
         "--steps", min=1, help="Integrated gradients: integration steps.", rich_help_panel=METHOD_PANEL,
         show_default=False)] = None,
     tolerance: Annotated[Optional[float], typer.Option(
-        "--tolerance",
-        help="IG: integrate again with twice the steps (up to 1024) each image whose completeness error is above "
-             "this fraction, e.g. 0.01.", rich_help_panel=METHOD_PANEL, show_default=False)] = None,
+        "--tolerance", help=IG_TOLERANCE_HELP, rich_help_panel=METHOD_PANEL, show_default=False)] = None,
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", help="IG: black, blurred or noise; occlusion: a pixel value 0..255, mean or blur.",
         rich_help_panel=METHOD_PANEL, show_default=False)] = None,

@@ -8,7 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .options import DataOpt, Device, DeviceOpt, JsonOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt, TrustOpt
+from .options import (
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt, TrustOpt,
+    ig_params,
+)
 from .output import OUT_ROOT, command_output, say
 
 
@@ -40,8 +43,8 @@ def grade_command(
         "--labels", help="Class names for every model: fer2013, food11, digits or a,b,c.", show_default=False)] = None,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="LIME samples.", show_default=False)]
     = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Integrated-gradients steps.",
-                                                 show_default=False)] = None,
+    steps: IgStepsOpt = None,
+    tolerance: IgToleranceOpt = None,
     limit: LimitOpt = None,
     trust: TrustOpt = False,
     device: DeviceOpt = Device.cpu,
@@ -64,11 +67,9 @@ def grade_command(
     unknown = [m for m in chosen if m not in method_names()]
     if unknown:
         raise BadInputError(f"unknown method {unknown[0]!r}; known methods: {', '.join(method_names())}")
-    params: dict[str, dict[str, Any]] = {}
+    params: dict[str, dict[str, Any]] = ig_params(steps, tolerance)
     if samples is not None:
         params["lime"] = {"samples": samples}
-    if steps is not None:
-        params["ig"] = {"steps": steps}
     options = GradeOptions(
         data=str(data.resolve()), methods=chosen, per_class=per_class, limit=limit, seed=seed, timeout=timeout,
         memory_gb=memory_gb, trust=trust, arch_name=arch_name, input_shape=input_shape, labels=labels,

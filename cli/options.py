@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -94,6 +94,19 @@ QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bars and no tables; print only the paths written.",
     rich_help_panel=OUTPUT_PANEL)]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same results).")]
+
+# ------------------------------------------------------------------------------------ integrated gradients
+IG_TOLERANCE_HELP = ("IG: integrate again with twice the steps (up to 1024) each image whose completeness error is "
+                     "above this fraction, e.g. 0.01.")
+IgStepsOpt = Annotated[Optional[int], typer.Option(
+    "--steps", min=1, help="Integrated gradients: integration steps (default 50).", show_default=False)]
+IgToleranceOpt = Annotated[Optional[float], typer.Option("--tolerance", help=IG_TOLERANCE_HELP, show_default=False)]
+
+
+def ig_params(steps: int | None, tolerance: float | None) -> dict[str, dict[str, Any]]:
+    """The per-method parameters a report or grade passes on for integrated gradients (only those given)."""
+    given = {k: v for k, v in {"steps": steps, "tolerance": tolerance}.items() if v is not None}
+    return {"ig": given} if given else {}
 
 
 def parse_index_list(text: str | None, what: str) -> list[int] | None:

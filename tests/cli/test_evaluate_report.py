@@ -88,6 +88,14 @@ def test_report_writes_one_html_page(tiny_onnx, tiny_data, tmp_path: Path) -> No
                              "--out", out), "shap")
 
 
+def test_report_passes_ig_steps_and_tolerance_on(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    out = tmp_path / "ig"
+    assert_json(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--methods", "ig", "--steps", "4",
+                       "--tolerance", "0.05", "--out", out, "--json"))
+    params = json.loads((out / "report.json").read_text())["sections"]["ig"]["params"]
+    assert params["steps"] == 4 and params["tolerance"] == 0.05
+
+
 def test_demo_hands_its_folder_progress_and_device_to_the_engine(monkeypatch, tmp_path: Path) -> None:
     """The demo itself (training, export, report) is tested with the engine; here: the command's wiring."""
     import onnxplain.engine.demo as demo
