@@ -48,21 +48,22 @@ def split_affine_prefix(gm: fx.GraphModule) -> AffineSplit | None:
     if len(inputs) != 1:
         return None
     x = inputs[0]
-    dependent, prefix = {x}, []
+    dependent, members = {x}, {x}  # nodes whose value depends on x; x and the prefix
     for node in nodes:
         if node.op in ("placeholder", "output") or not any(a in dependent for a in node.all_input_nodes):
             continue
         dependent.add(node)
-        fed_by_prefix = all(a is x or a in prefix for a in node.all_input_nodes if a in dependent)
+        fed_by_prefix = all(a in members for a in node.all_input_nodes if a in dependent)
         if fed_by_prefix and _is_affine(gm, node, dependent):
-            prefix.append(node)
-    members = set(prefix) | {x}
+            members.add(node)
     cuts = [n for n in members if any(user not in members for user in n.users)]
     if len(cuts) != 1 or cuts[0] is x:
         return None
-    cut = cuts[0]
-    return AffineSplit(_prefix_module(gm, x, set(prefix), cut), _suffix_module(gm, set(prefix), cut),
-                       tuple(n.name for n in prefix))
+    cut, prefix = cuts[0], members - {x}
+    # Constants (get_attr, shape values) are the nodes that do not depend on x: each module copies those it uses.
+    prefix_nodes = [n for n in nodes if n in members or (n.op != "output" and n not in dependent)]
+    return AffineSplit(_prefix_module(gm, prefix_nodes, cut), _suffix_module(gm, prefix, cut),
+                       tuple(n.name for n in nodes if n in prefix))
 
 
 def _is_affine(gm: fx.GraphModule, node: fx.Node, dependent: set[fx.Node]) -> bool:
@@ -84,11 +85,10 @@ def _is_affine(gm: fx.GraphModule, node: fx.Node, dependent: set[fx.Node]) -> bo
     return False
 
 
-def _prefix_module(gm: fx.GraphModule, x: fx.Node, prefix: set[fx.Node], cut: fx.Node) -> fx.GraphModule:
+def _prefix_module(gm: fx.GraphModule, nodes: list[fx.Node], cut: fx.Node) -> fx.GraphModule:
     graph, env = fx.Graph(), {}
-    for node in gm.graph.nodes:
-        if node is x or node in prefix or (node.op != "output" and _is_constant(node, x)):
-            env[node] = graph.node_copy(node, lambda a: env[a])
+    for node in nodes:
+        env[node] = graph.node_copy(node, lambda a: env[a])
     graph.output(env[cut])
     return _module(gm, graph)
 
@@ -107,16 +107,3 @@ def _module(gm: fx.GraphModule, graph: fx.Graph) -> fx.GraphModule:
     module.graph.eliminate_dead_code()
     module.recompile()
     return module
-
-
-def _is_constant(node: fx.Node, x: fx.Node) -> bool:
-    """A node whose value does not depend on the input (get_attr, shape constants)."""
-    stack, seen = [node], set()
-    while stack:
-        n = stack.pop()
-        if n is x or n.op == "placeholder":
-            return False
-        if n not in seen:
-            seen.add(n)
-            stack.extend(n.all_input_nodes)
-    return True
