@@ -11,7 +11,7 @@ exporters use it: Keras models whose input is (None, K), PyTorch modules exporte
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -59,3 +59,8 @@ def with_image_input(model: onnx.ModelProto, hwc: tuple[int, int, int]) -> onnx.
     graph.input.insert(position, image)
     onnx.checker.check_model(out)
     return out
+
+
+def flat_forward(forward: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The source model's forward on images (N, H, W, C), flattened row by row as the ONNX file does."""
+    return lambda x: forward(np.ascontiguousarray(x).reshape(len(x), -1))

@@ -19,7 +19,7 @@ import numpy as np
 from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
 
 from . import sniff
-from .flat_input import image_shape_for, with_image_input
+from .flat_input import flat_forward, image_shape_for, with_image_input
 from .keras_config import check_config, is_container, is_keras3_config, parse_config, read_arch_file
 from .keras_names import rename_layers, restore_names
 from .options import ExportOptions
@@ -67,10 +67,9 @@ def _export_flat(model: Any, options: ExportOptions, name: str, source: dict[str
         raise UnsupportedModelError(f"{name} takes input of shape (None, None), not an image or a flattened image")
     hwc = image_shape_for(int(size), options.input_shape, name)
     proto, layer_names = _convert(model, (None, int(size)), flavour, name)
-    keras_forward = _forward(model)
     return Exported(
         onnx=with_image_input(proto, hwc),
-        forward=lambda x: keras_forward(np.ascontiguousarray(x).reshape(len(x), -1)),
+        forward=flat_forward(_forward(model)),
         layout="NHWC",
         source=source,
         converter={"name": "tf2onnx", "opset": OPSET, "input_shape": [None, *hwc], "loader": flavour,

@@ -58,6 +58,16 @@ def onnx_forward(session: "ort.InferenceSession") -> Forward:
     return run
 
 
+def check_one_row_per_image(output_shape: Sequence[int], images: int, who: str) -> None:
+    """A classifier returns one row per image; more or fewer means it mixes the images of a batch, which
+    the ONNX file would reproduce faithfully, so parity alone cannot catch it."""
+    rows = int(output_shape[0]) if len(output_shape) else 0
+    if rows != images:
+        raise UnsupportedModelError(
+            f"{who} returns {rows} output row(s) for {images} images: it mixes the images of a batch (e.g. a "
+            "view(-1, n) flatten sized for another input size); check --input-shape")
+
+
 def compare(reference: Forward, candidate: Forward, x: np.ndarray, what: str) -> float:
     """Max |reference(x) - candidate(x)|; a shape mismatch, one output row per image missing, or a
     non-finite reference is a ConversionError."""
@@ -67,11 +77,7 @@ def compare(reference: Forward, candidate: Forward, x: np.ndarray, what: str) ->
         raise ConversionError(
             f"the source model outputs NaN or infinite values on {what}; its weights are probably damaged (NaN)"
         )
-    if ref.ndim == 0 or ref.shape[0] != len(x):
-        rows = ref.shape[0] if ref.ndim else 0
-        raise UnsupportedModelError(
-            f"the source model returns {rows} output row(s) for {len(x)} images: it mixes images of a batch "
-            "(e.g. a view(-1, n) flatten sized for another input size); check the input shape (--input-shape)")
+    check_one_row_per_image(ref.shape, len(x), "the source model")
     if ref.shape != got.shape:
         raise ConversionError(f"the exported model gives output shape {got.shape}, the source model {ref.shape}")
     if ref.size == 0:

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, ConversionError
 from onnxplain.engine.sidecar import read_sidecar
 
-from .flat_input import image_shape_for, with_image_input
+from .flat_input import flat_forward, image_shape_for, with_image_input
 from .options import PARITY_THRESHOLD, ExportOptions
-from .parity import compare, onnx_forward, ort_session
+from .parity import check_one_row_per_image, compare, onnx_forward, ort_session
 from .result import Exported
 from .torch_load import load_torch
 from .util import first_line
@@ -44,8 +44,7 @@ def export_torch(src: Path, fmt: str, options: ExportOptions) -> Exported:
                               hint="onnxplain explains images: flatten inside the model and pass --input-shape 1,C,H,W")
         proto, layout = with_image_input(proto, hwc), "NHWC"
         converter = {**converter, "flat_input": int(shape[1])}
-        flat_forward = forward
-        forward = lambda x: flat_forward(np.ascontiguousarray(x).reshape(len(x), -1))  # noqa: E731
+        forward = flat_forward(forward)
     return Exported(onnx=proto, forward=forward, layout=layout, source=source, converter=converter,
                     layer_names=names)
 
@@ -112,11 +111,8 @@ def _check_runs(module: Any, example: Any, shape: tuple[int, ...], name: str) ->
         raise BadInputError(
             f"{name} does not run on input shape {list(shape)}: {first_line(exc, 200)}; check --input-shape"
         ) from exc
-    if isinstance(out, torch.Tensor) and (out.ndim == 0 or out.shape[0] != example.shape[0]):
-        rows = out.shape[0] if out.ndim else 0
-        raise UnsupportedModelError(
-            f"{name} returns {rows} output row(s) for {example.shape[0]} images of shape {list(shape[1:])}: it "
-            "mixes the images of a batch (e.g. a view(-1, n) flatten sized for another input); check --input-shape")
+    if isinstance(out, torch.Tensor):  # checked here too, before a doomed export
+        check_one_row_per_image(tuple(out.shape), int(example.shape[0]), f"{name} on {list(shape[1:])} images")
 
 
 def _export_torchscript(module: Any, example: Any) -> tuple[Any, dict[str, Any]]:
