@@ -15,8 +15,8 @@ from onnxplain.engine.errors import BadInputError
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model
 from .options import (
-    IG_TOLERANCE_HELP, METHOD_PANEL, JsonOpt, LayerOpt, ModelArg, OptionalDataOpt, OutOpt, QuietOpt, SeedOpt,
-    Segments,
+    METHOD_PANEL, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, ModelArg, OptionalDataOpt, OutOpt, QuietOpt,
+    SeedOpt, Segments,
 )
 from .output import CommandOutput, command_output, default_out, save_json, save_npy, say, unique_names
 
@@ -59,11 +59,8 @@ def explain_command(
     impl: Annotated[Optional[str], typer.Option(
         "--impl", help="LIME implementation: ours (batched) or lime (the lime package).",
         rich_help_panel=METHOD_PANEL, show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option(
-        "--steps", min=1, help="Integrated gradients: integration steps.", rich_help_panel=METHOD_PANEL,
-        show_default=False)] = None,
-    tolerance: Annotated[Optional[float], typer.Option(
-        "--tolerance", help=IG_TOLERANCE_HELP, rich_help_panel=METHOD_PANEL, show_default=False)] = None,
+    steps: IgStepsOpt = None,
+    tolerance: IgToleranceOpt = None,
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", help="IG: black, blurred or noise; occlusion: a pixel value 0..255, mean or blur.",
         rich_help_panel=METHOD_PANEL, show_default=False)] = None,

@@ -96,11 +96,12 @@ QuietOpt = Annotated[bool, typer.Option(
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same results).")]
 
 # ------------------------------------------------------------------------------------ integrated gradients
-IG_TOLERANCE_HELP = ("IG: integrate again with twice the steps (up to 1024) each image whose completeness error is "
-                     "above this fraction, e.g. 0.01.")
 IgStepsOpt = Annotated[Optional[int], typer.Option(
-    "--steps", min=1, help="Integrated gradients: integration steps (default 50).", show_default=False)]
-IgToleranceOpt = Annotated[Optional[float], typer.Option("--tolerance", help=IG_TOLERANCE_HELP, show_default=False)]
+    "--steps", min=1, help="Integrated gradients: integration steps (default 50).", rich_help_panel=METHOD_PANEL,
+    show_default=False)]
+IgToleranceOpt = Annotated[Optional[float], typer.Option(
+    "--tolerance", help="IG: integrate again with twice the steps (up to 1024) each image whose completeness error "
+    "is above this fraction, e.g. 0.01.", rich_help_panel=METHOD_PANEL, show_default=False)]
 
 
 def ig_params(steps: int | None, tolerance: float | None) -> dict[str, dict[str, Any]]:
