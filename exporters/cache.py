@@ -23,7 +23,7 @@ from .util import onnxplain_version
 
 CACHE_ENV = "ONNXPLAIN_CACHE"
 # Bump when an export of the same file with the same options would now come out different.
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -50,9 +50,8 @@ def cache_key(src: str | os.PathLike[str], options: ExportOptions, images: Any =
     h = hashlib.sha256()
     h.update(json.dumps({"v": EXPORT_FORMAT_VERSION, "onnxplain": onnxplain_version(), "sha256": file_sha256(src),
                          "options": options.to_json()}, sort_keys=True).encode())
-    arch_file = options.arch_file
-    if arch_file is not None:
-        h.update(b"arch\0" + file_sha256(arch_file).encode())
+    for arch_file in options.arch_files:
+        h.update(b"arch\0" + str(arch_file).encode() + b"\0" + file_sha256(arch_file).encode())
     if images is not None:
         arrays = [images] if isinstance(images, np.ndarray) else list(images)
         for arr in arrays:

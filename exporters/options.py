@@ -31,11 +31,14 @@ class ExportOptions:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     allow_mismatch: bool = False
+    # (channels, height, width) of the data the model will be fed, when the caller knows it (report, grade):
+    # used only for a PyTorch file that does not record its input size. height = width = 0: sizes vary.
+    data_shape: tuple[int, ...] | None = None
 
     @classmethod
     def build(cls, **flags: Any) -> "ExportOptions":
         """Check and normalise export()'s option keywords (arch, arch_args, input_shape, weights_key, trust,
-        layout, labels, scale, mean, std, allow_mismatch); an unknown keyword is a BadInputError."""
+        layout, labels, scale, mean, std, allow_mismatch, data_shape); an unknown keyword is a BadInputError."""
         unknown = sorted(set(flags) - {f.name for f in fields(cls)})
         if unknown:
             raise BadInputError(f"unknown export option(s) {', '.join(unknown)}")
@@ -52,6 +55,7 @@ class ExportOptions:
             mean=_floats(flags.get("mean"), "mean"),
             std=_floats(flags.get("std"), "std"),
             allow_mismatch=bool(flags.get("allow_mismatch", False)),
+            data_shape=_data_shape(flags.get("data_shape")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -61,19 +65,24 @@ class ExportOptions:
     def from_json(cls, data: Mapping[str, Any]) -> "ExportOptions":
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("input_shape", "labels", "mean", "std"):
+        for key in ("input_shape", "labels", "mean", "std", "data_shape"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
 
     @property
-    def arch_file(self) -> Path | None:
-        """The file behind `arch` (a Keras JSON/YAML, or the .py of `file.py:CLASS`), when it is one."""
+    def arch_files(self) -> list[Path]:
+        """The files behind `arch` (a Keras JSON/YAML, the student's .py file or every .py of a folder):
+        their content is part of the export cache key."""
         if self.arch is None:
-            return None
-        target = self.arch.rsplit(":", 1)[0] if _is_py_target(self.arch) else self.arch
+            return []
+        target = self.arch.rsplit(":", 1)[0] if _is_code_target(self.arch) and not Path(self.arch).exists() else self.arch
         path = Path(target)
-        return path if path.is_file() else None
+        if path.is_dir():
+            from .student_code import python_files
+
+            return python_files(path)
+        return [path] if path.is_file() else []
 
 
 def parse_input_shape(value: str | Sequence[int] | None) -> tuple[int, ...] | None:
@@ -104,25 +113,38 @@ def _arch(value: str | os.PathLike[str] | None) -> str | None:
         return None
     text = str(value).strip()
     if not text:
-        raise BadInputError("--arch is empty; give a model file (model.json) or MODULE:CLASS")
-    if _is_py_target(text):
-        file_part, cls_name = text.rsplit(":", 1)
-        path = Path(file_part).expanduser()
-        if not path.is_file():
-            raise BadInputError(f"--arch {text!r}: {path} is not a file")
-        return f"{path.resolve()}:{cls_name}"
+        raise BadInputError("--arch is empty; give a model file (model.json), path/to/model.py or MODULE:CLASS")
     path = Path(text).expanduser()
-    if path.is_file():
-        return str(path.resolve())
+    if path.exists():
+        return str(path.resolve())  # a Keras architecture file, the student's .py file or a folder of them
+    if _is_code_target(text):
+        file_part, cls_name = text.rsplit(":", 1)
+        where = Path(file_part).expanduser()
+        if not where.exists():
+            raise BadInputError(f"--arch {text!r}: {where} is not a file or folder")
+        return f"{where.resolve()}:{cls_name}"
     if path.suffix.lower() in (".json", ".yaml", ".yml", ".py"):
         raise BadInputError(f"--arch {text!r}: no such file")
     if ":" not in text:
-        raise BadInputError(f"--arch {text!r} is neither a file nor MODULE:CLASS (e.g. mypackage.nets:CNN)")
+        raise BadInputError(f"--arch {text!r} is neither a file or folder nor MODULE:CLASS (e.g. mypackage.nets:CNN)")
     return text
 
 
-def _is_py_target(text: str) -> bool:
-    return ".py:" in text and not text.endswith(".py:")
+def _is_code_target(text: str) -> bool:
+    """`file.py:CLASS` or `folder:CLASS` (the folder must exist)."""
+    if ".py:" in text and not text.endswith(".py:"):
+        return True
+    head, sep, tail = text.rpartition(":")
+    return bool(sep and tail and head and Path(head).expanduser().is_dir())
+
+
+def _data_shape(value: Sequence[int] | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    dims = tuple(int(v) for v in value)
+    if len(dims) != 3 or dims[0] not in (1, 3, 4) or any(d < 0 for d in dims):
+        raise BadInputError(f"data_shape must be (channels, height, width), not {value!r}")
+    return dims
 
 
 def _arch_args(value: str | Mapping[str, Any] | Sequence[Any] | None) -> Any:

@@ -4,12 +4,15 @@ TorchScript loads with `torch.jit.load(map_location="cpu")` (its code is TorchSc
 Everything else goes through `torch.load(weights_only=True)`; a file that needs more (a whole
 pickled model, or anything that would import a class) is refused with the list of what it would
 import, read by `pickle_scan` without unpickling. With `trust` the file is unpickled for real.
-A state_dict needs the model class from `--arch`; checkpoint dicts hold it under a known key.
+A state_dict needs its model class: from `--arch`, or found in the student's .py files (beside the
+weights, or the folder `--arch` names) by class_match.py. A checkpoint dict may hold the weights under
+any key, nested too, beside the class names it was trained with; fp16 weights load into float32.
 """
 from __future__ import annotations
 
 import logging
 import pickle
+import re
 import types
 import zipfile
 from collections.abc import Mapping
@@ -19,7 +22,9 @@ from typing import Any
 from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
 
 from . import sniff
-from .arch import build_module, load_factory
+from . import class_match
+from .arch import candidates as arch_candidates
+from .arch import class_by_name
 from .options import ExportOptions
 from .pickle_scan import pickle_globals, suspicious_globals, torch_pickle_bytes
 from .util import first_line
@@ -58,7 +63,7 @@ def _load_torchscript(src: Path) -> Any:
     import torch
 
     try:
-        return torch.jit.load(str(src), map_location="cpu").eval()
+        return torch.jit.load(str(src), map_location="cpu").float().eval()
     except Exception as exc:
         raise UnsupportedModelError(f"{src.name} is a damaged TorchScript file ({first_line(exc)})") from exc
 
@@ -69,7 +74,8 @@ def _unpickle(src: Path, fmt: str, options: ExportOptions) -> Any:
 
     if fmt != sniff.PICKLE:
         try:
-            return torch.load(str(src), map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_safe_globals()):
+                return torch.load(str(src), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             if not _needs_code(exc):
                 raise UnsupportedModelError(f"{src.name} is a damaged PyTorch file ({first_line(exc)})") from exc
@@ -78,6 +84,22 @@ def _unpickle(src: Path, fmt: str, options: ExportOptions) -> Any:
     if not options.trust:
         raise UnsupportedModelError(_refusal(src, fmt))
     return _unpickle_trusted(src, fmt, options)
+
+
+def _safe_globals() -> list[Any]:
+    """Plain data that training checkpoints carry beside the weights (the script's argparse options,
+    numpy scalars such as a best accuracy) and that rebuilds without running code."""
+    import argparse
+
+    import numpy as np
+
+    found: list[Any] = [argparse.Namespace, np.dtype]
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    scalar = getattr(getattr(core, "multiarray", None), "scalar", None)
+    if scalar is not None:
+        found.append(scalar)
+    found.extend(type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "bool"))
+    return found
 
 
 def _needs_code(exc: Exception) -> bool:
@@ -110,7 +132,7 @@ def _unpickle_trusted(src: Path, fmt: str, options: ExportOptions) -> Any:
     except _MissingClass as exc:
         raise UnsupportedModelError(
             f"{src.name} is a pickled model that needs class {exc.name} from module {exc.module}, whose code is not "
-            f"in the file; pass --arch path/to/model.py:{exc.name} with that class, or save a state_dict instead"
+            f"in the file; pass --arch path/to/model.py:{exc.name} (the code of that class), or save a state_dict instead"
         ) from exc
     except (MemoryError, RecursionError):
         raise
@@ -127,21 +149,29 @@ class _MissingClass(Exception):
 
 
 def _pickle_module(options: ExportOptions) -> Any:
-    """A `pickle`-like module whose Unpickler finds the --arch class when the pickle names a missing one."""
-    factory = load_factory(options.arch) if options.arch else None
+    """A `pickle`-like module whose Unpickler finds a missing class (the training script's `__main__.Net`)
+    in the code --arch names, or in the .py files beside the weights."""
+    resolved: dict[str, Any] = {}
+
+    def from_arch(name: str) -> Any:
+        if name not in resolved:
+            resolved[name] = class_by_name(options.arch, name, trust=options.trust) if options.arch else None
+        return resolved[name]
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str) -> Any:
-            if module == "__main__" and factory is not None and getattr(factory, "__name__", None) == name:
-                return factory  # the training script's class: the child's own __main__ must not answer
-            if module == "__main__":
-                raise _MissingClass(module, name)
+            if module == "__main__":  # the training script's class: the child's own __main__ must not answer
+                found = from_arch(name)
+                if found is None:
+                    raise _MissingClass(module, name)
+                return found
             try:
                 return super().find_class(module, name)
             except (AttributeError, ModuleNotFoundError) as exc:
-                if factory is not None and getattr(factory, "__name__", None) == name:
-                    return factory
-                raise _MissingClass(module, name) from exc
+                found = from_arch(name)
+                if found is None:
+                    raise _MissingClass(module, name) from exc
+                return found
 
     shim = types.ModuleType("onnxplain_trusted_pickle")
     for attr in dir(pickle):
@@ -157,25 +187,32 @@ def _to_module(obj: Any, src: Path, options: ExportOptions, source: dict[str, An
 
     if isinstance(obj, torch.nn.Module):
         source["content"] = f"whole model ({type(obj).__name__})"
-        return obj
+        return obj.float()
     if not isinstance(obj, Mapping):
         raise UnsupportedModelError(
             f"{src.name} holds a {type(obj).__name__}, not a model, state_dict or checkpoint dict"
         )
+    labels = checkpoint_labels(obj)
+    if labels:
+        source["labels"] = labels
     key, weights = _find_weights(obj, src, options)
     if key is not None:
         source["weights_key"] = key
     if isinstance(weights, torch.nn.Module):
         source["content"] = f"whole model ({type(weights).__name__}) under {key!r}"
-        return weights
+        return weights.float()
     source["content"] = "state_dict"
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in weights.values() if v.is_floating_point()})
+    if dtypes and dtypes != ["float32"]:
+        source["weights_dtype"] = ", ".join(dtypes)  # fp16/bf16 weights load into float32 parameters
     if options.arch is None:
         raise UnsupportedModelError(_state_dict_error(src, weights))
-    module = build_module(load_factory(options.arch), options.arch_args, options.arch)
-    load_state(module, weights, options.arch)
+    cands = arch_candidates(options.arch, trust=options.trust, what=src.name)
+    module, found = class_match.fit(cands, weights, options.arch_args, src.name)
     source["arch"] = options.arch
-    if options.arch_args is not None:
-        source["arch_args"] = options.arch_args
+    source["model_class"] = found.label
+    if found.args:
+        source["arch_args"] = found.args
     return module
 
 
@@ -187,28 +224,101 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
+_NOT_WEIGHTS = re.compile(r"optim|sched|scaler|grad", re.IGNORECASE)
+
+
+def _weight_entries(obj: Mapping[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """(key path, value) of every entry, nested ones too, that holds a state_dict or a whole model; an
+    optimizer's or scheduler's state is not the model's."""
+    import torch
+
+    found: list[tuple[str, Any]] = []
+    for key, value in obj.items():
+        if not isinstance(key, str) or _NOT_WEIGHTS.search(key):
+            continue
+        path = f"{prefix}{key}"
+        if _is_state_dict(value) or isinstance(value, torch.nn.Module):
+            found.append((path, value))
+        elif isinstance(value, Mapping) and depth < 3:
+            found.extend(_weight_entries(value, path + "/", depth + 1))
+    return found
+
+
 def _find_weights(obj: Mapping[str, Any], src: Path, options: ExportOptions) -> tuple[str | None, Any]:
     import torch
 
     if options.weights_key is not None:
-        if options.weights_key not in obj:
-            raise BadInputError(
-                f"--weights-key {options.weights_key!r} is not in {src.name}; its keys: {_key_list(obj)}"
-            )
-        value = obj[options.weights_key]
+        value: Any = obj
+        for part in options.weights_key.split("/"):
+            if not isinstance(value, Mapping) or part not in value:
+                raise BadInputError(
+                    f"weights key {options.weights_key!r} is not in {src.name}; its keys: {_key_list(obj)}"
+                )
+            value = value[part]
         if not (_is_state_dict(value) or isinstance(value, torch.nn.Module)):
             raise BadInputError(f"{src.name}[{options.weights_key!r}] holds a {type(value).__name__}, not weights")
         return options.weights_key, value
     if _is_state_dict(obj):
         return None, obj
-    for key in WEIGHT_KEYS:
-        value = obj.get(key)
-        if _is_state_dict(value) or isinstance(value, torch.nn.Module):
-            return key, value
+    entries = _weight_entries(obj)
+    if len(entries) > 1:  # the usual names first, then the largest
+        known = [e for e in entries if e[0].rsplit("/", 1)[-1] in WEIGHT_KEYS]
+        if known:
+            entries = sorted(known, key=lambda e: WEIGHT_KEYS.index(e[0].rsplit("/", 1)[-1]))[:1]
+        else:
+            entries.sort(key=lambda e: -_size(e[1]))
+            if _size(entries[0][1]) == _size(entries[1][1]):
+                raise UnsupportedModelError(
+                    f"{src.name} holds weights under several keys ({', '.join(k for k, _ in entries[:4])}); "
+                    "choose one with the weights key (--weights-key KEY)")
+    if entries:
+        return entries[0]
     raise UnsupportedModelError(
-        f"{src.name} is a dict with keys {_key_list(obj)} but none of {', '.join(WEIGHT_KEYS)} holds the weights; "
-        "pass --weights-key KEY"
+        f"{src.name} is a dict with keys {_key_list(obj)} but none of them holds model weights (a state_dict of "
+        "tensors or a model)"
     )
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, Mapping) else sum(1 for _ in value.state_dict())
+
+
+_LABEL_KEYS = ("classes", "class_names", "labels", "label_names", "label_map", "idx_to_class", "id2label",
+               "class_to_idx", "label2id", "label_to_idx")
+
+
+def checkpoint_labels(obj: Mapping[str, Any]) -> list[str] | None:
+    """Class names a training checkpoint carries: a list of names, {index: name} or {name: index}."""
+    for key in _LABEL_KEYS:
+        value = obj.get(key)
+        names = _label_list(value)
+        if names:
+            return names
+    return None
+
+
+def _label_list(value: Any) -> list[str] | None:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, Mapping) and value:
+        items = list(value.items())
+        if all(isinstance(k, str) and _is_index(v) for k, v in items):
+            pairs = sorted((int(v), k) for k, v in items)
+        elif all(_is_index(k) and isinstance(v, str) for k, v in items):
+            pairs = sorted((int(k), v) for k, v in items)
+        else:
+            return None
+        if [i for i, _ in pairs] == list(range(len(pairs))):
+            return [name for _, name in pairs]
+    return None
+
+
+def _is_index(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and value.isdigit()
 
 
 def _key_list(obj: Mapping[str, Any], limit: int = 8) -> str:
@@ -221,28 +331,5 @@ def _state_dict_error(src: Path, weights: Mapping[str, Any]) -> str:
     items = [f"{k} {tuple(v.shape)}" for k, v in list(weights.items())[:5]]
     more = ", ..." if len(weights) > 5 else ""
     return (f"{src.name} holds only a PyTorch state_dict ({len(weights)} tensors: {', '.join(items)}{more}) and no "
-            "model code; pass --arch path/to/model.py:CLASS (and --arch-args JSON if the class takes arguments)")
-
-
-def load_state(module: Any, weights: Mapping[str, Any], arch: str) -> None:
-    """load_state_dict(strict) with a one-line report of what does not fit; strips DataParallel's `module.`."""
-    expected = module.state_dict()
-    if all(k.startswith("module.") for k in weights) and not any(k.startswith("module.") for k in expected):
-        weights = {k[len("module."):]: v for k, v in weights.items()}
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    wrong = [f"{k} {tuple(weights[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
-             if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} ({', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} ({', '.join(unexpected[:3])})")
-        if wrong:
-            parts.append(f"wrong shape {len(wrong)} ({', '.join(wrong[:2])})")
-        raise BadInputError(f"the weights do not fit --arch {arch}: {'; '.join(parts)}; check --arch and --arch-args")
-    try:
-        module.load_state_dict(weights, strict=True)
-    except Exception as exc:
-        raise ConversionError(f"loading the weights into --arch {arch} failed: {first_line(exc)}") from exc
+            "model code, and there is no .py file beside it; pass --arch path/to/model.py (the student's code, "
+            "searched for the class that fits) or --arch MODULE:CLASS")

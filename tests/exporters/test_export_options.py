@@ -40,15 +40,20 @@ def test_arch_forms(tmp_path: Path) -> None:
     arch_json = tmp_path / "arch.json"
     arch_json.write_text("{}")
     assert ExportOptions.build(arch=f"{model_py}:Net").arch == f"{model_py.resolve()}:Net"
-    assert ExportOptions.build(arch=f"{model_py}:Net").arch_file == model_py.resolve()
+    assert ExportOptions.build(arch=f"{model_py}:Net").arch_files == [model_py.resolve()]
     assert ExportOptions.build(arch=arch_json).arch == str(arch_json.resolve())
-    assert ExportOptions.build(arch="torchvision.models:resnet18").arch_file is None
+    assert ExportOptions.build(arch="torchvision.models:resnet18").arch_files == []
     with pytest.raises(BadInputError, match="is not a file"):
         ExportOptions.build(arch=f"{tmp_path / 'missing.py'}:Net")
     with pytest.raises(BadInputError, match="no such file"):
         ExportOptions.build(arch=tmp_path / "missing.json")
-    with pytest.raises(BadInputError, match="neither a file nor MODULE:CLASS"):
+    with pytest.raises(BadInputError, match="neither a file or folder nor MODULE:CLASS"):
         ExportOptions.build(arch="resnet")
+    # the student's code without a class name (searched), and a folder of it, with or without one
+    assert ExportOptions.build(arch=model_py).arch == str(model_py.resolve())
+    assert ExportOptions.build(arch=tmp_path).arch_files == [model_py.resolve()]
+    assert ExportOptions.build(arch=f"{tmp_path}:Net").arch == f"{tmp_path.resolve()}:Net"
+    assert ExportOptions.build(arch=f"{tmp_path}:Net").arch_files == [model_py.resolve()]
 
 
 def test_preprocessing_labels_layout() -> None:
