@@ -50,7 +50,7 @@ def evaluate_command(
     check_model_path(model)
     _check_data(data)
     with command_output(json_mode=json_out, quiet=quiet) as run:
-        m = open_model(model, model_opts, run.progress)
+        m = open_model(model, model_opts, run.progress, data=data)
         ds = open_dataset(m, data, run.progress, limit=limit)
         ev = evaluate(m, ds, batch_size=model_opts.batch_size or 256, progress=run.progress)
         folder = out or default_out(model, "evaluate")
@@ -104,7 +104,7 @@ def report_command(
     _check_data(data)
     chosen = [name.strip() for name in methods.split(",") if name.strip()] if methods else None
     with command_output(json_mode=json_out, quiet=quiet) as run:
-        m = open_model(model, model_opts, run.progress)
+        m = open_model(model, model_opts, run.progress, data=data)
         ds = open_dataset(m, data, run.progress, limit=limit)
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,

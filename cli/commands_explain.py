@@ -111,7 +111,7 @@ def explain_command(
     given_inputs = _read_inputs(inputs) if inputs else None
 
     with command_output(json_mode=json_out, quiet=quiet) as run:
-        m = open_model(model, model_opts, run.progress)
+        m = open_model(model, model_opts, run.progress, data=data)
         chosen = given_inputs or _per_class_inputs(m, data, per_class or 1, seed, run)  # type: ignore[arg-type]
         targets: Any = target
         if target == "true":

@@ -133,18 +133,31 @@ def onnx_file(path: Path, kwargs: dict[str, Any], progress: ProgressFn) -> Path:
     return Path(ensure_onnx(path, **kwargs))
 
 
-def open_model(path: Path, opts: ModelOptions, progress: ProgressFn) -> "Model":
-    """Export if needed, resolve the device, and build the Model with the flags' overrides."""
+def open_model(path: Path, opts: ModelOptions, progress: ProgressFn, *, data: Path | None = None) -> "Model":
+    """Export if needed, resolve the device, and build the Model with the flags' overrides. `data` (the
+    command's --data) tells a PyTorch file that does not record its input size what it will be fed."""
     from onnxplain.engine.model import Model
 
     kwargs = opts.export_kwargs()  # checks the flags before any work
-    onnx_path = onnx_file(path, kwargs, progress)
+    onnx_path = onnx_file(path, {**kwargs, "data_shape": _data_hint(path, data, kwargs)}, progress)
     device = resolve_device(opts.device)
     progress(f"loading {path.name} on {device}", None)
     log.debug("loading %s (from %s) on %s", onnx_path, path, device)
     return Model(onnx_path, device,  # type: ignore[arg-type]
                  layout=kwargs["layout"], input_shape=kwargs["input_shape"], scale=kwargs["scale"],
                  mean=kwargs["mean"], std=kwargs["std"], labels=kwargs["labels"])
+
+
+def _data_hint(model: Path, data: Path | None, kwargs: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(channels, height, width) of --data, read only when a PyTorch file will need it."""
+    if data is None or kwargs.get("input_shape") is not None or model.suffix.lower() in ONNX_SUFFIXES:
+        return None
+    from onnxplain.engine.data import load_dataset
+    from onnxplain.exporters.sniff import TORCH_FORMATS, sniff_format
+
+    if sniff_format(model) not in TORCH_FORMATS:
+        return None
+    return load_dataset(data, limit=32).input_hint
 
 
 def open_dataset(model: "Model", path: Path, progress: ProgressFn, *, limit: int | None = None) -> "Dataset":

@@ -57,6 +57,7 @@ class Dataset:
     class_names: tuple[str, ...] | None
     source: str
     ids: tuple[str, ...]
+    sizes_vary: bool = False  # a folder of images of several sizes, resized to one
 
     def __post_init__(self) -> None:
         if self.images.ndim not in (3, 4):
@@ -68,6 +69,15 @@ class Dataset:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def input_hint(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the data as it came, for a model that does not record its input
+        size; (channels, 0, 0) when the images came in several sizes."""
+        channels = int(self.images.shape[3]) if self.images.ndim == 4 else 1
+        if self.sizes_vary:
+            return (channels, 0, 0)
+        return (channels, int(self.images.shape[1]), int(self.images.shape[2]))
 
     @property
     def n_classes(self) -> int | None:
@@ -539,9 +549,11 @@ def _load_folder(folder: Path, *, limit: int | None, rows: Sequence[int] | None,
         pick = list(rows)
     else:
         pick = list(range(len(files) if limit is None else min(limit, len(files))))
-    images = _stack_images([read_image(files[i]) for i in pick], size, folder)
+    raw = [read_image(files[i]) for i in pick]
+    images = _stack_images(raw, size, folder)
     return Dataset(images, None if labels is None else np.array([labels[i] for i in pick], dtype=np.int64),
-                   names, str(folder), tuple(ids[i] for i in pick))
+                   names, str(folder), tuple(ids[i] for i in pick),
+                   sizes_vary=len({img.shape[:2] for img in raw}) > 1)
 
 
 def _stack_images(images: list[np.ndarray], size: tuple[int, int] | None, source: Path) -> np.ndarray:

@@ -35,6 +35,7 @@ def export(
     std: float | Sequence[float] | None = None,
     images: Any = None,
     allow_mismatch: bool = False,
+    data_shape: Sequence[int] | None = None,
     timeout: float = 120.0,
     memory_gb: float = 4.0,
     worker: ExportWorker | None = None,
@@ -43,15 +44,16 @@ def export(
     sidecar `out.json`, in a child process; returns `out`. Errors are OnnxplainError subclasses with
     one-line messages.
 
-    `images` (an array of 8-bit or [0, 1] images, or a list of them) join the 16 seeded random inputs in
+    `data_shape` (channels, height, width; 0, 0 for images of varied sizes) describes the data the model
+    will be fed: a PyTorch file that does not record its input size is exported for it. `images` (an array of 8-bit or [0, 1] images, or a list of them) join the 16 seeded random inputs in
     the parity check. `timeout` (seconds) and `memory_gb` bound this one export inside the worker; a
     one-shot worker's start-up (importing TensorFlow/torch) is not counted. `worker`: a warm
     ExportWorker to reuse (else one is started for this call and stopped after it)."""
     src_path = Path(src)
     fmt = sniff.sniff_format(src_path)
-    options = ExportOptions.build(arch=arch, arch_args=arch_args, input_shape=input_shape, weights_key=weights_key,
+    options = ExportOptions.build(arch=arch if arch is not None else code_beside(src_path, fmt), arch_args=arch_args, input_shape=input_shape, weights_key=weights_key,
                                   trust=trust, layout=layout, labels=labels, scale=scale, mean=mean, std=std,
-                                  allow_mismatch=allow_mismatch)
+                                  allow_mismatch=allow_mismatch, data_shape=data_shape)
     out_path = Path(out) if out is not None else src_path.with_suffix(".onnx")
     _check_target(src_path, out_path, fmt)
     if fmt == sniff.UNKNOWN:
@@ -79,18 +81,29 @@ def ensure_onnx(
     """An ONNX file for `path`: an `.onnx` is validated and returned as it is; anything else is exported
     once into the cache (keyed by file sha256 + options) and the cached file is returned afterwards.
     `options` are export()'s: arch, arch_args, input_shape, weights_key, trust, layout, labels, scale,
-    mean, std, allow_mismatch."""
+    mean, std, allow_mismatch, data_shape."""
     src = Path(path)
     fmt = sniff.sniff_format(src)
     if fmt == sniff.ONNX:
         load_onnx(src)
         return src
+    if options.get("arch") is None:
+        options["arch"] = code_beside(src, fmt)
     parsed = ExportOptions.build(**options)
     entry = cache_entry(src, parsed, images, cache_dir)
     if entry.ready:
         log.info("using the cached export of %s: %s", src.name, entry.onnx)
         return entry.onnx
     return export(src, entry.onnx, images=images, timeout=timeout, memory_gb=memory_gb, worker=worker, **options)
+
+
+def code_beside(src: Path, fmt: str) -> str | None:
+    """The folder of a pickled PyTorch file when .py files sit beside it: a state_dict's class (or a whole
+    pickle's missing one) is looked for there, as `--arch FOLDER` would."""
+    if fmt not in (sniff.TORCH_ZIP, sniff.TORCH_LEGACY, sniff.PICKLE):
+        return None
+    folder = src.resolve().parent
+    return str(folder) if any(folder.glob("*.py")) else None
 
 
 def _check_target(src: Path, out: Path, fmt: str) -> None:

@@ -39,6 +39,7 @@ def run_export(src: Path, out: Path, options: ExportOptions,
     spec = _spec(exported.onnx, exported.layout, options)
     candidate = onnx_forward(ort_session(model_bytes))
     _check_labels(spec, candidate)
+    spec = _with_file_labels(spec, source.get("labels"), candidate)
     report = parity_report(exported.forward, candidate, spec, threshold=PARITY_THRESHOLD, images=images)
     enforce(report, allow_mismatch=options.allow_mismatch, what=src.name)
     sidecar = {
@@ -95,6 +96,17 @@ def _check_labels(spec: InputSpec, candidate: Any) -> None:
     classes = int(scores.shape[-1]) if scores.ndim == 2 else None
     if classes is not None and classes != len(spec.labels):
         raise BadInputError(f"--labels gives {len(spec.labels)} names but the model has {classes} classes")
+
+
+def _with_file_labels(spec: InputSpec, labels: Sequence[str] | None, candidate: Any) -> InputSpec:
+    """Class names the file carries (a checkpoint's label_map) when the user gave none and they fit."""
+    if spec.labels or not labels:
+        return spec
+    scores = candidate(random_inputs(spec, n=1))
+    if scores.ndim == 2 and scores.shape[-1] == len(labels):
+        return spec.with_labels(list(labels))
+    log.warning("the file's %d class names do not fit the model's %s outputs; not used", len(labels), scores.shape[-1])
+    return spec
 
 
 def _exporter(converter: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ _REUSE_SUFFIX = re.compile(r"_\d+$")
 def export_torch(src: Path, fmt: str, options: ExportOptions) -> Exported:
     module, source = load_torch(src, fmt, options)
     layout = options.layout or "NCHW"
-    shape = _input_shape(src, module, options, layout)
+    shape = _input_shape(src, module, options, layout, source)
     proto, converter = _to_onnx(module, shape, src.name)
     names = layer_names(proto, module) if converter["name"] == "torch.onnx (torchscript)" else {}
     forward = _forward(module)
@@ -50,28 +50,81 @@ def export_torch(src: Path, fmt: str, options: ExportOptions) -> Exported:
 
 
 # ----------------------------------------------------------------------------- input shape
-def _input_shape(src: Path, module: Any, options: ExportOptions, layout: str) -> tuple[int, ...]:
-    """From --input-shape, else a sidecar beside the file (`model.pt.json`), else a clear error."""
+PROBE_SIZES = (28, 32, 48, 64, 96, 128, 224, 256)
+# A model that runs on every size (global pooling) and data of varied sizes: the ImageNet convention.
+VARIED_DATA_SIZE = 224
+
+
+def _input_shape(src: Path, module: Any, options: ExportOptions, layout: str,
+                 source: dict[str, Any]) -> tuple[int, ...]:
+    """From --input-shape, a sidecar beside the file (`model.pt.json`), the data it will be fed, or
+    by running the module on the usual sizes; how it was found goes into the sidecar's `source`."""
     if options.input_shape is not None:
         return options.input_shape
     side = read_sidecar(src) or {}
     info = side.get("input") or {}
     if all(isinstance(info.get(k), int) for k in ("channels", "height", "width")):
-        c, h, w = info["channels"], info["height"], info["width"]
-        return (1, c, h, w) if layout == "NCHW" else (1, h, w, c)
-    channels = _first_conv_channels(module)
+        return _shape(layout, info["channels"], info["height"], info["width"])
+    first = _first_weight(module)
+    if first is not None and first.ndim == 2:  # a DNN on flattened pixels: its first Linear says how many
+        source["input_inferred"] = f"{first.shape[1]} flattened values, from the first Linear layer"
+        return (1, int(first.shape[1]))
+    channels = int(first.shape[1]) if first is not None and first.ndim == 4 else None
+    data = options.data_shape
+    if data is not None and data[1] > 0 and channels in (None, data[0], 1, 3):
+        c = channels or data[0]
+        shape = _shape(layout, c, data[1], data[2])
+        if _runs(module, shape):
+            source["input_inferred"] = f"{c}x{data[1]}x{data[2]}, the size of the data"
+            return shape
+    tried = [c for c in (channels,) if c] or [1, 3]
+    works = [(c, size) for c in tried for size in PROBE_SIZES if _runs(module, _shape(layout, c, size, size))]
+    if len(works) == 1:
+        c, size = works[0]
+        source["input_inferred"] = (f"{c}x{size}x{size}, the only one of the usual sizes "
+                                    f"({', '.join(map(str, PROBE_SIZES))}) the model runs on")
+        return _shape(layout, c, size, size)
+    if works and data is not None and data[1] == 0 and any(size == VARIED_DATA_SIZE for _, size in works):
+        c = next(c for c, size in works if size == VARIED_DATA_SIZE)
+        source["input_inferred"] = (f"{c}x{VARIED_DATA_SIZE}x{VARIED_DATA_SIZE}: the model runs on every usual size "
+                                    "and the data's images vary in size, so the ImageNet convention")
+        return _shape(layout, c, VARIED_DATA_SIZE, VARIED_DATA_SIZE)
     hint = f"1,{channels},H,W" if channels else "1,C,H,W"
+    if works:
+        sizes = ", ".join(f"{c}x{size}x{size}" for c, size in works)
+        raise BadInputError(f"{src.name} does not record its input size and runs on several ({sizes}); "
+                            f"pass --input-shape {hint}")
     raise BadInputError(
-        f"{src.name} does not record its input size; pass --input-shape {hint}"
+        f"{src.name} does not record its input size and runs on none of the usual sizes "
+        f"({', '.join(map(str, PROBE_SIZES))}); pass --input-shape {hint}"
         + (f" (its first convolution takes {channels} channel(s))" if channels else "")
     )
 
 
-def _first_conv_channels(module: Any) -> int | None:
+def _shape(layout: str, c: int, h: int, w: int) -> tuple[int, ...]:
+    return (1, c, h, w) if layout == "NCHW" else (1, h, w, c)
+
+
+def _first_weight(module: Any) -> Any:
+    """The first conv kernel (4-D) or Linear matrix (2-D) of the module: the input's channels or length."""
     for name, tensor in module.state_dict().items():
-        if name.endswith("weight") and getattr(tensor, "ndim", 0) == 4:
-            return int(tensor.shape[1])
+        if name.endswith("weight") and getattr(tensor, "ndim", 0) in (2, 4):
+            return tensor
     return None
+
+
+def _runs(module: Any, shape: tuple[int, ...]) -> bool:
+    """Does the module take a batch of 2 such images and return one row per image?"""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(2, *shape[1:]))
+    except Exception:  # noqa: BLE001 - a size the model does not take
+        return False
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    return isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == 2
 
 
 # ----------------------------------------------------------------------------- export
