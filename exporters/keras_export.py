@@ -18,7 +18,7 @@ import numpy as np
 
 from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
 
-from . import sniff
+from . import keras1, sniff
 from .flat_input import flat_forward, image_shape_for, with_image_input
 from .keras_config import check_config, is_container, is_keras3_config, parse_config, read_arch_file
 from .keras_names import rename_layers, restore_names
@@ -123,6 +123,8 @@ def _load_h5(src: Path, options: ExportOptions) -> tuple[Any, dict[str, Any], st
         source.update(serialization="h5 weights + architecture", arch=options.arch)
         return model, source, "keras3" if keras3 else "tf_keras"
     config = parse_config(config_text, src.name)
+    if keras1.is_keras1(config, version):
+        return _load_keras1(src, config, backend, options, source)
     keras3 = is_keras3_config(config, version)
     check_config(config, trust=options.trust, what=src.name, known=_known(keras3))
     if options.arch is not None:
@@ -134,6 +136,24 @@ def _load_h5(src: Path, options: ExportOptions) -> tuple[Any, dict[str, Any], st
         return model, source, "keras3"
     tf_keras = _tf_keras(options.trust)
     model = _guarded(src, lambda: tf_keras.models.load_model(str(src), compile=False))
+    return model, source, "tf_keras"
+
+
+def _load_keras1(src: Path, config: dict[str, Any], backend: str, options: ExportOptions,
+                 source: dict[str, Any]) -> tuple[Any, dict[str, Any], str]:
+    """A Keras 1 full model: its config in Keras 2 terms, built with tf_keras, its weights converted."""
+    import h5py
+
+    translated, ordering = _guarded(src, lambda: keras1.translate(config))
+    check_config(translated, trust=options.trust, what=src.name, known=_known(False))
+    theano = backend == "theano" or (not backend and ordering == "th")
+    model = _guarded(src, lambda: _from_config(translated, False, options.trust))
+    with h5py.File(src, "r") as fh:
+        _guarded(src, lambda: keras1.load_weights(model, fh, theano=theano), what="the Keras 1 weights do not load")
+    source.update(serialization="h5 full model (Keras 1, translated to Keras 2)",
+                  backend=backend or ("theano (assumed: Keras 1 files do not record it; dim_ordering th)" if theano
+                                      else "tensorflow (assumed: Keras 1 files do not record it)"),
+                  kernels_flipped=theano)
     return model, source, "tf_keras"
 
 

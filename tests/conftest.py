@@ -32,6 +32,7 @@ ZOO_FILES = {
     "k04": "k04_keras231_sequential_bn_dropout_elu_48x48x1_5cls.h5",
     "k05": "k05_keras240_WEIGHTS_ONLY_fer_48x48x1_7cls.h5",
     "k05_arch": "k05_keras240_WEIGHTS_ONLY_fer_48x48x1_7cls.arch.json",
+    "k06": "k06_keras111_theano_channelsfirst_cifar10_3x32x32_10cls.h5",
     "t03": "t03_torch_statedict_deepemotion_stn_fer2013_48x48x1_7cls.pt",
     "t04": "t04_torchscript_cudasaved_mnist_1x28x28_10cls.pt",
     "t05": "t05_torch_WHOLE_PICKLE_main_CNN_mnist_1x28x28_10cls.pth",
