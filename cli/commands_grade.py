@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt, TrustOpt,
-    ig_params,
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayoutOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt,
+    TrustOpt, ig_params,
 )
 from .output import OUT_ROOT, command_output, say
 
@@ -34,11 +34,16 @@ def grade_command(
     memory_gb: Annotated[float, typer.Option("--memory-gb", min=0.5, help="Export memory limit per submission.")]
     = 4.0,
     arch_name: Annotated[Optional[str], typer.Option(
-        "--arch-name", help="The model class of state_dict submissions, looked up in each student's .py files "
-        "(run only with --trust, only in the isolated process).", show_default=False)] = None,
-    input_shape: Annotated[Optional[str], typer.Option(
-        "--input-shape", help="Input shape for PyTorch submissions that do not carry one: 1,1,48,48.",
+        "--arch-name", help="Only this model class, for state_dict submissions (without it the class whose "
+        "weights fit is found in each student's .py files; class code runs only with --trust, isolated).",
         show_default=False)] = None,
+    input_shape: Annotated[Optional[str], typer.Option(
+        "--input-shape", help="Input shape for PyTorch submissions that do not carry one: 1,1,48,48 (default: "
+        "the data's size, else the one size the model runs on).", show_default=False)] = None,
+    overrides: Annotated[Optional[Path], typer.Option(
+        "--overrides", help="Per-student settings (CSV or TOML; id plus any of class, arch_args, input_shape, "
+        "weights_key, scale, mean, std, labels) where inference cannot reach.", show_default=False)] = None,
+    layout: LayoutOpt = None,
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="Class names for every model: fer2013, food11, digits or a,b,c.", show_default=False)] = None,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="LIME samples.", show_default=False)]
@@ -57,6 +62,7 @@ def grade_command(
     Re-running skips submissions whose files and options are unchanged."""
     from onnxplain.engine.errors import BadInputError
     from onnxplain.engine.grading import GradeOptions, discover_submissions, run_pool, status_counts, write_summary
+    from onnxplain.engine.grading.overrides import read_overrides
     from onnxplain.engine.registry import method_names
 
     from .loading import resolve_device
@@ -73,9 +79,15 @@ def grade_command(
     options = GradeOptions(
         data=str(data.resolve()), methods=chosen, per_class=per_class, limit=limit, seed=seed, timeout=timeout,
         memory_gb=memory_gb, trust=trust, arch_name=arch_name, input_shape=input_shape, labels=labels,
+        layout=layout.value if layout else None,
         device=resolve_device(device.value), method_params=params,
+        overrides=read_overrides(overrides) if overrides is not None else {},
     )
     subs = discover_submissions(submissions)
+    strangers = sorted(set(options.overrides) - {s.id for s in subs})
+    if strangers:
+        raise BadInputError(f"--overrides names {', '.join(strangers[:5])}, not among the submissions in "
+                            f"{submissions}; check the ids (folder or file names)")
     folder = out or OUT_ROOT / "grade" / submissions.resolve().name
     folder.mkdir(parents=True, exist_ok=True)
     with command_output(json_mode=json_out, quiet=quiet) as run:
@@ -103,6 +115,6 @@ def _print(console: Console, rows: list[dict[str, Any]]) -> None:
         acc = r.get("accuracy")
         table.add_row(r["id"], r["status"] + (" (cached)" if r.get("skipped") else ""),
                       "" if acc is None else f"{acc:.3f}", str(r.get("parameters") or ""),
-                      (r.get("reason") or r.get("note") or "")[:90])
+                      r.get("reason") or r.get("note") or "")
     console.print(table)
     say(console, "summary:")

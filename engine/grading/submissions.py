@@ -15,11 +15,15 @@ from typing import Any
 
 from ..errors import BadInputError
 
-MODEL_SUFFIXES = (".onnx", ".h5", ".hdf5", ".keras", ".pt", ".pth", ".pkl", ".ckpt", ".bin")
+MODEL_SUFFIXES = (".onnx", ".h5", ".hdf5", ".keras", ".pt", ".pth", ".pkl", ".ckpt", ".bin", ".tar", ".model", ".th")
 ARCH_SUFFIXES = (".json", ".yaml", ".yml")
+# Never model files, whatever their bytes: what else students put in their folders.
+_NOT_MODELS = frozenset({".py", ".ipynb", ".txt", ".md", ".csv", ".json", ".yaml", ".yml", ".png", ".jpg", ".jpeg",
+                         ".gif", ".pdf", ".npy", ".npz", ".log", ".html", ".zip", ".gz", ".docx"})
 # When a folder holds several model files, prefer the one a grader would: the ONNX the student
 # exported, then full Keras models, then PyTorch files; the largest file breaks ties.
-_PREFERENCE = {".onnx": 0, ".keras": 1, ".h5": 2, ".hdf5": 2, ".pt": 3, ".pth": 3, ".pkl": 4, ".ckpt": 4, ".bin": 5}
+_PREFERENCE = {"onnx": 0, "keras3": 1, "keras-h5": 2, "torchscript": 3, "torch-zip": 3, "torch-legacy": 3,
+               "pickle": 4, "keras-h5-weights": 5, "hdf5": 6}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -63,7 +67,7 @@ def discover_submissions(folder: str | Path) -> list[Submission]:
         if entry.name.startswith(".") or entry.name.startswith("__"):
             continue
         if entry.is_file():
-            if entry.suffix.lower() not in MODEL_SUFFIXES:
+            if model_format(entry) is None:
                 continue
             sub = Submission(id=_safe_id(entry.stem), root=entry, model=entry)
         elif entry.is_dir():
@@ -76,14 +80,34 @@ def discover_submissions(folder: str | Path) -> list[Submission]:
         seen[sub.id] = entry
         found.append(sub)
     if not found:
-        raise BadInputError(f"{root} holds no submissions (model files {', '.join(MODEL_SUFFIXES)} or one folder per student)")
+        raise BadInputError(f"{root} holds no submissions (model files such as {', '.join(MODEL_SUFFIXES[:6])}, "
+                            "recognised by their content, or one folder per student)")
     return found
+
+
+def model_format(path: Path) -> str | None:
+    """The format of a file that counts as a model file, or None. A usual model extension always counts
+    (a damaged one is then reported, not ignored); any other file counts when its bytes are a model's
+    (a `half-batch32.th` is a PyTorch file too)."""
+    from onnxplain.exporters.sniff import ONNX, UNKNOWN, sniff_format
+
+    suffix = path.suffix.lower()
+    if suffix in _NOT_MODELS:
+        return None
+    try:
+        fmt = sniff_format(path)
+    except BadInputError:
+        fmt = UNKNOWN
+    if suffix in MODEL_SUFFIXES:
+        return fmt
+    return None if fmt in (UNKNOWN, ONNX) else fmt  # ONNX's signature is too weak to trust without its name
 
 
 def _folder_submission(folder: Path) -> Submission:
     files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    models = [p for p in files if p.suffix.lower() in MODEL_SUFFIXES]
-    models.sort(key=lambda p: (_PREFERENCE.get(p.suffix.lower(), 9), -p.stat().st_size, str(p)))
+    formats = {p: model_format(p) for p in files}
+    models = [p for p, fmt in formats.items() if fmt is not None]
+    models.sort(key=lambda p: (_PREFERENCE.get(formats[p] or "", 9), -p.stat().st_size, str(p)))
     arch = sorted(p for p in files if p.suffix.lower() in ARCH_SUFFIXES)
     python = tuple(sorted(p for p in files if p.suffix == ".py"))
     return Submission(id=_safe_id(folder.name), root=folder, model=models[0] if models else None,

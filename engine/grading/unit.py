@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,9 +54,11 @@ class GradeOptions:
     std: tuple[float, ...] | None = None
     device: str = "cpu"
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # {student id: settings} from --overrides; each student's row joins only that student's key
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def key(self) -> str:
-        return options_hash({**asdict(self), "onnxplain": _version()})
+        return options_hash({**asdict(self), "overrides": None, "onnxplain": _version()})
 
 
 def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.PathLike[str], *,
@@ -82,7 +85,7 @@ def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.
     try:
         _grade_into(submission, options, tmp, row, worker, dataset, picked)
     except OnnxplainError as exc:
-        row["status"], row["reason"] = classify(exc), str(exc)
+        row["status"], row["reason"] = classify(exc), for_grade(str(exc))
     except Exception as exc:  # noqa: BLE001 - a student's file must cost only its own row
         log.exception("grading %s failed unexpectedly", submission.id)
         row["status"], row["reason"] = "error", f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
@@ -113,7 +116,6 @@ def classify(exc: BaseException) -> str:
 def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, Any],
                 worker: "ExportWorker | None", dataset: "Dataset | None", picked: np.ndarray | None) -> None:
     from onnxplain.exporters import export, sniff_format
-    from onnxplain.exporters.sniff import framework_of
 
     from ..model import Model
     from ..report import build_report
@@ -125,13 +127,9 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
     fmt = sniff_format(sub.model)
     row["format"] = fmt
     t0 = time.perf_counter()
-    pytorch = framework_of(fmt) == "pytorch"  # only PyTorch files lack an input shape of their own
-    onnx_path = export(
-        sub.model, tmp / "model.onnx", arch=_arch_for(sub, fmt, opt), trust=opt.trust,
-        input_shape=opt.input_shape if pytorch else None, layout=opt.layout, labels=opt.labels, scale=opt.scale,
-        mean=list(opt.mean) if opt.mean else None, std=list(opt.std) if opt.std else None,
-        timeout=opt.timeout, memory_gb=opt.memory_gb, worker=worker,
-    )
+    settings = _export_settings(sub, fmt, opt, dataset)
+    onnx_path = export(sub.model, tmp / "model.onnx", timeout=opt.timeout, memory_gb=opt.memory_gb, worker=worker,
+                       **settings)
     row["export_seconds"] = round(time.perf_counter() - t0, 3)
     side = read_sidecar(onnx_path) or {}
     source = side.get("source") or {}
@@ -175,22 +173,58 @@ def load_common_data(opt: GradeOptions) -> tuple["Dataset", np.ndarray]:
     return dataset, select_per_class(dataset, opt.per_class, opt.seed)
 
 
-def _arch_for(sub: Submission, fmt: str, opt: GradeOptions) -> str | None:
-    """A Keras architecture file beside weights-only weights, or the student's class for a state_dict."""
+def _export_settings(sub: Submission, fmt: str, opt: GradeOptions, dataset: "Dataset") -> dict[str, Any]:
+    """export() keywords for one submission: the class-wide options, what the data says about the input,
+    the student's own code, and the student's row of --overrides on top."""
+    from onnxplain.exporters.sniff import framework_of
+
+    from .overrides import export_settings
+
+    override = opt.overrides.get(sub.id, {})
+    pytorch = framework_of(fmt) == "pytorch"  # only PyTorch files lack an input shape of their own
+    settings: dict[str, Any] = {
+        "arch": _arch_for(sub, fmt, opt, override.get("class")), "trust": opt.trust,
+        "input_shape": opt.input_shape if pytorch else None, "layout": opt.layout, "labels": opt.labels,
+        "scale": opt.scale, "mean": list(opt.mean) if opt.mean else None, "std": list(opt.std) if opt.std else None,
+        "data_shape": dataset.input_hint if pytorch else None,
+    }
+    settings.update(export_settings(override))
+    return settings
+
+
+def _arch_for(sub: Submission, fmt: str, opt: GradeOptions, class_name: str | None) -> str | None:
+    """A Keras architecture file beside weights-only weights, or the student's folder of .py files where
+    the exporter looks for the class of a state_dict (`--arch-name` or the override's class narrows it)."""
     from onnxplain.exporters.sniff import framework_of
 
     if fmt == "keras-h5-weights" and sub.arch is not None:
         return str(sub.arch)
-    if opt.arch_name and framework_of(fmt) == "pytorch":
-        holders = [p for p in sub.python if f"class {opt.arch_name}" in p.read_text(encoding="utf-8", errors="replace")]
-        if not holders:
-            return None  # the exporter then explains what the file holds and what is missing
-        if not opt.trust:
-            raise UnsupportedModelError(
-                f"the model class {opt.arch_name} is defined in the student's {holders[0].name}; running it needs --trust"
-            )
-        return f"{holders[0]}:{opt.arch_name}"
-    return None
+    if framework_of(fmt) != "pytorch" or not sub.python:
+        return None
+    name = class_name or opt.arch_name
+    return f"{sub.root}:{name}" if name else str(sub.root)
+
+
+# Flags that `export` has and `grade` does not, in a reason meant for a grader: what to do in grade's terms.
+_GRADE_WORDING = (
+    (re.compile(r"--arch-args( JSON)?"), "arch_args in --overrides"),
+    (re.compile(r"--weights-key( KEY)?"), "weights_key in --overrides"),
+    (re.compile(r"--arch FILE\.py:CLASS"), "class in --overrides"),
+    (re.compile(r"pass the model's architecture with --arch model\.json \(the output of model\.to_json\(\)\)"),
+     "put the model's architecture (model.to_json() saved as a .json file) in the student's folder"),
+    (re.compile(r"pass --arch path/to/model\.py(:\w+)?( \([^)]*\))?( or --arch MODULE:CLASS)?"),
+     "add the student's .py file that defines the class to their folder"),
+    (re.compile(r"and pass --arch,"), "with the .py file of its class,"),
+    (re.compile(r"--arch '[^']*': "), "the student's code: "),
+    (re.compile(r" ?\(pass --allow-mismatch to keep it anyway\)"), ""),
+)
+
+
+def for_grade(reason: str) -> str:
+    """An export error reworded for `grade`, which sets per-student details through --overrides."""
+    for pattern, words in _GRADE_WORDING:
+        reason = pattern.sub(words, reason)
+    return reason
 
 
 def _without_labels(dataset: "Dataset") -> "Dataset":
@@ -208,7 +242,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def submission_key(submission: Submission, options: GradeOptions) -> str:
     """Changes whenever the submission's files or the grading options change."""
-    return f"{submission.content_hash()}:{options.key()}"
+    own = options.overrides.get(submission.id)
+    extra = f":{options_hash(own)[:16]}" if own else ""
+    return f"{submission.content_hash()}:{options.key()}{extra}"
 
 
 def previous_result(out_root: Path, submission: Submission, key: str) -> dict[str, Any] | None:
