@@ -16,7 +16,7 @@ from .options import (
     MODEL_PANEL, ArchArgsOpt, ArchOpt, InputShapeOpt, JsonOpt, LabelsOpt, LayoutOpt, MeanOpt, ModelArg, QuietOpt,
     ScaleOpt, StdOpt, TrustOpt, WeightsKeyOpt,
 )
-from .output import command_output, say
+from .output import command_output, default_out, say
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +27,9 @@ def register(app: typer.Typer) -> None:
 def export_command(
     src: Annotated[Path, typer.Argument(help="A Keras .h5/.hdf5/.keras, PyTorch .pt/.pth/.pkl or .onnx file.",
                                         show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The ONNX file to write (default: SRC with .onnx).",
-                                                show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="The ONNX file to write (default: onnxplain-out/<name>/<name>.onnx; never beside SRC, "
+        "which may be a student's folder).", show_default=False)] = None,
     arch: ArchOpt = None,
     arch_args: ArchArgsOpt = None,
     input_shape: InputShapeOpt = None,
@@ -64,6 +65,9 @@ def export_command(
                           layout=layout.value if layout else None, input_shape=input_shape, trust=trust, arch=arch,
                           arch_args=arch_args, weights_key=weights_key).export_kwargs()
     real = [img for _, img in parse_inputs(images)] if images else None
+    if out is None:
+        out = default_out(src, f"{default_out(src).name}.onnx")
+        out.parent.mkdir(parents=True, exist_ok=True)
     with command_output(json_mode=json_out, quiet=quiet) as run:
         run.progress(f"exporting {src.name} to ONNX", None)
         path = Path(export(src, out, images=real, allow_mismatch=allow_mismatch, timeout=timeout,
@@ -72,8 +76,29 @@ def export_command(
         doc = {"command": "export", "source": str(src), "onnx": str(path), "sidecar": str(path) + ".json",
                "parity": sidecar.get("parity"), "input": sidecar.get("input"),
                "preprocessing": sidecar.get("preprocessing"), "labels": sidecar.get("labels"),
-               "opset": sidecar.get("opset")}
+               "opset": sidecar.get("opset"), "found": found_notes(sidecar.get("source") or {})}
         run.result(doc, paths=[path], human=lambda console: _print_export(console, doc))
+
+
+def found_notes(source: dict[str, Any]) -> list[str]:
+    """What the export worked out by itself, in words (the class, the input size, the weights' key...)."""
+    notes = []
+    if source.get("model_class"):
+        args = source.get("arch_args")
+        shown = f" with {args}" if args else ""
+        notes.append(f"model class: {source['model_class']}{shown}, the one whose state_dict fits the weights")
+    if source.get("input_inferred"):
+        notes.append(f"input size: {source['input_inferred']}")
+    if source.get("weights_key"):
+        notes.append(f"weights: the checkpoint's {source['weights_key']!r} entry")
+    if source.get("labels"):
+        notes.append(f"class names: from the checkpoint ({', '.join(source['labels'][:6])}"
+                     + (", ..." if len(source["labels"]) > 6 else "") + ")")
+    if source.get("weights_dtype"):
+        notes.append(f"weights stored as {source['weights_dtype']}, loaded as float32")
+    if str(source.get("serialization", "")).startswith("h5 full model (Keras 1"):
+        notes.append(f"Keras {source.get('framework_version')} file translated to Keras 2; backend {source.get('backend')}")
+    return notes
 
 
 def _print_export(console: Console, doc: dict[str, Any]) -> None:
@@ -83,6 +108,8 @@ def _print_export(console: Console, doc: dict[str, Any]) -> None:
     if figure is not None:
         line += f"; parity with the source: max |diff| {figure:.2e}"
     say(console, line)
+    for note in doc.get("found") or []:
+        say(console, note)
 
 
 @model_options

@@ -38,7 +38,7 @@ def test_onnx_is_returned_as_is(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_export_once_then_reuse(counting_worker: CountingWorker, tmp_path: Path) -> None:
     torchscript = tmp_path / "net.pt"
-    torch.jit.save(torch.jit.script(make_tiny_cnn()), torchscript)
+    torch.jit.save(torch.jit.trace(make_tiny_cnn(), torch.rand(1, 1, 16, 16)), torchscript)
     cache = tmp_path / "cache"
     first = ensure_onnx(torchscript, cache_dir=cache, input_shape="1,1,16,16", worker=counting_worker)
     again = ensure_onnx(torchscript, cache_dir=cache, input_shape="1,1,16,16", worker=counting_worker)
@@ -51,7 +51,7 @@ def test_export_once_then_reuse(counting_worker: CountingWorker, tmp_path: Path)
     labelled = ensure_onnx(torchscript, cache_dir=cache, input_shape="1,1,16,16", labels="a,b,c,d",
                            worker=counting_worker)  # other options: another entry
     assert labelled != first and counting_worker.requests == 2
-    torch.jit.save(torch.jit.script(make_tiny_cnn(seed=1)), torchscript)  # new content: re-exported
+    torch.jit.save(torch.jit.trace(make_tiny_cnn(seed=1), torch.rand(1, 1, 16, 16)), torchscript)  # new content: re-exported
     assert ensure_onnx(torchscript, cache_dir=cache, input_shape="1,1,16,16", worker=counting_worker) != first
     assert counting_worker.requests == 3
 

@@ -37,7 +37,7 @@ def damaged(draw, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory, tiny_onnx) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("fuzz_base")
-    torch.jit.save(torch.jit.script(make_tiny_cnn()), folder / "tiny.pt")
+    torch.jit.save(torch.jit.trace(make_tiny_cnn(), torch.rand(1, 1, 16, 16)), folder / "tiny.pt")
     return {".h5": zoo_path("k01").read_bytes(), ".pt": (folder / "tiny.pt").read_bytes(),
             ".onnx": tiny_onnx().read_bytes()}
 

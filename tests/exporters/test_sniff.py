@@ -30,7 +30,7 @@ def test_generated_torch_formats(tmp_path: Path) -> None:
     model = make_tiny_cnn()
     torch.save(model.state_dict(), tmp_path / "zip.pt")
     torch.save(model.state_dict(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
-    torch.jit.save(torch.jit.script(model), tmp_path / "script.pt")
+    torch.jit.save(torch.jit.trace(model, torch.rand(1, 1, 16, 16)), tmp_path / "script.pt")
     (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"a": [1, 2]}, protocol=4))
     assert sniff_format(tmp_path / "zip.pt") == "torch-zip"
     assert sniff_format(tmp_path / "legacy.pt") == "torch-legacy"
