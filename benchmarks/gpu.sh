@@ -136,7 +136,11 @@ install_wheels() {  # join the onnxruntime-gpu chunks, check them, install every
   if [ -n "$parts" ] && ! ls "$ORT_DIR"/*.whl >/dev/null 2>&1; then
     n=$(basename "$(echo "$parts" | head -1)")
     cat $parts >"$ORT_DIR/${n%.part*}.tmp" && mv "$ORT_DIR/${n%.part*}.tmp" "$ORT_DIR/${n%.part*}" || return 1
-    (cd "$ORT_DIR" && sha256sum -c --quiet ./*.sha256) || { echo "the joined onnxruntime-gpu wheel is corrupt" >&2; return 1; }
+    (cd "$ORT_DIR" && sha256sum -c --quiet ./*.sha256) || {
+      rm -f "$ORT_DIR/${n%.part*}"
+      echo "the joined onnxruntime-gpu wheel is corrupt: take the chunks again" >&2
+      return 1
+    }
   fi
   if ls "$CARRY"/wheels/onnxplain-*.whl >/dev/null 2>&1 && [ "$(tree_hash)" != "$(cat "$CARRY/wheels/onnxplain.tree")" ]; then
     echo "$CARRY/wheels holds a wheel of other sources than this tree: rerun benchmarks/gpu.sh prepare" >&2
