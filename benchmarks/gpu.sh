@@ -164,10 +164,17 @@ if sys.argv[1] == "cuda":
     assert "CUDAExecutionProvider" in ort.get_available_providers(), "onnxruntime has no CUDA provider"
 '
 
+clean_out() {  # removes only what run writes in $OUT (it may be any folder); `keep`: the results stay
+  local m
+  for m in ${MODELS//,/ }; do rm -rf "${OUT_DIR:?}/$m" "${OUT_DIR:?}/$m-lime"; done
+  rm -f "$OUT_DIR/phases.tsv"
+  [ "${1:-}" = keep ] || rm -f "$OUT_DIR"/{gpu.log,profiles.tar.gz,"$DEVICE".json,"$DEVICE".md}
+}
+
 run() {
   local images=1,16 repeats=5 warmup=1 budget=3 methods=saliency,smoothgrad,ig,gradcam,occlusion
   local lime=() extra=(--profile-missed) tests=(-m gpu tests/engine/test_cuda.py -p no:cacheprovider -q)
-  local bench_s=50 lime_s=30 m  # 45 + 25 + 90 + 3 x (50 + 30) = 400 s, the whole TOTAL_S
+  local bench_s=50 lime_s=30 m  # 40 + 40 + 80 + 3 x (50 + 30) = 400 s, the whole TOTAL_S
   if [ "$TINY" = 1 ]; then
     images=1 repeats=1 warmup=0 budget=0 methods=saliency,occlusion lime=(--param lime.samples=50)
     extra=(--no-floors --threads 1)
@@ -175,29 +182,29 @@ run() {
   # Without CUDA the gpu tests can only fail (by design): collect them, so the selection is checked.
   [ "$DEVICE" = cuda ] || tests+=(--collect-only)
   if [ "$DRY" = 0 ]; then
-    mkdir -p "$OUT_DIR" && rm -rf "${OUT_DIR:?}"/* || exit 2
+    mkdir -p "$OUT_DIR" && clean_out || exit 2
     exec > >(tee "$OUT_DIR/gpu.log") 2>&1
     nvidia-smi -L 2>/dev/null
   fi
   SHARED_ABS=$(cd "$CARRY/shared" 2>/dev/null && pwd) || [ "$DRY" = 1 ] || die "no $CARRY/shared: run benchmarks/gpu.sh prepare first"
   export ONNXPLAIN_SHARED=$SHARED_ABS PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   export GPU_CARRY=$CARRY GPU_ORT_DIR=$ORT_DIR GPU_SITE=$SITE GPU_DEVICE=$DEVICE PYTHON=$PY
-  phase install 45 "$SELF" install || [ "$DRY" = 1 ] || exit 1
-  phase check 25 "$SELF" check || [ "$DRY" = 1 ] || exit 1
-  phase tests 90 "$PY" -m pytest "${tests[@]}"
-  for m in ${MODELS//,/ }; do
-    phase "$m" $bench_s "$PY" -m benchmarks.run --models "$m" --device "$DEVICE" --methods "$methods" \
-      --images "$images" --repeats "$repeats" --warmup "$warmup" --budget "$budget" --out "$OUT_DIR/$m" "${extra[@]}"
-    phase "$m-lime" $lime_s "$PY" -m benchmarks.run --models "$m" --device "$DEVICE" --methods lime --images 1 \
-      --repeats "$repeats" --warmup "$warmup" --budget "$budget" --out "$OUT_DIR/$m-lime" "${lime[@]}" "${extra[@]}"
-  done
+  # Without the wheels or without CUDA nothing after would mean anything: straight to the results.
+  if { phase install 40 "$SELF" install && phase check 40 "$SELF" check; } || [ "$DRY" = 1 ]; then
+    phase tests 80 "$PY" -m pytest "${tests[@]}"
+    for m in ${MODELS//,/ }; do
+      phase "$m" $bench_s "$PY" -m benchmarks.run --models "$m" --device "$DEVICE" --methods "$methods" \
+        --images "$images" --repeats "$repeats" --warmup "$warmup" --budget "$budget" --out "$OUT_DIR/$m" "${extra[@]}"
+      phase "$m-lime" $lime_s "$PY" -m benchmarks.run --models "$m" --device "$DEVICE" --methods lime --images 1 \
+        --repeats "$repeats" --warmup "$warmup" --budget "$budget" --out "$OUT_DIR/$m-lime" "${lime[@]}" "${extra[@]}"
+    done
+  fi
   [ "$DRY" = 0 ] || return 0
   "$PY" -m benchmarks.gpu_results "$OUT_DIR" "$DEVICE" || FAILED=1
   if ls -d "$OUT_DIR"/*/profiles >/dev/null 2>&1; then
     (cd "$OUT_DIR" && tar czf profiles.tar.gz ./*/profiles)
   fi
-  find "$OUT_DIR" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
-  rm -f "$OUT_DIR/phases.tsv"
+  (clean_out keep)
   echo "=== $((($(date +%s) - STARTED)))s in all; results: $(ls "$OUT_DIR" | tr '\n' ' ')"
   return $FAILED
 }
