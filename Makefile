@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install browser bench clean
+.PHONY: demo test install browser bench bench-gpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: install browser
 
 bench: install
 	$(PY) -m benchmarks.run --out benchmarks/results
+
+# The bounded GPU run for a bare device machine with carried wheels (benchmarks/README.md, "On a GPU");
+# no install step here: it installs what it carries. `GPU_DEVICE=cpu GPU_TINY=1 make bench-gpu`: its CPU path.
+bench-gpu:
+	benchmarks/gpu.sh run
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shlex
 import sys
@@ -139,6 +140,22 @@ def guarded(main: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 
 
 # ------------------------------------------------------------------------------------ this script
+def parse_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """['lime.samples=100', 'ig.baseline=noise'] -> {'lime': {'samples': 100}, 'ig': {'baseline': 'noise'}}."""
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not (sep and dot and method and name):
+            raise OnnxplainError(f"--param wants METHOD.NAME=VALUE (e.g. lime.samples=100), got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        params.setdefault(method, {})[name] = value
+    return params
+
+
 def write_profiles(report: BenchReport, model: Model, images: np.ndarray, folder: Path) -> list[Path]:
     """A cProfile of onnxplain's call for each row that missed a target: where its time goes."""
     from onnxplain.engine.registry import get_method, resolve_targets
@@ -162,7 +179,8 @@ def write_profiles(report: BenchReport, model: Model, images: np.ndarray, folder
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = config_from(args, methods=parse_methods(args.methods), compare=not args.no_compare)
+    config = config_from(args, methods=parse_methods(args.methods), compare=not args.no_compare,
+                         floors=not args.no_floors, params=parse_params(args.param))
     images = face_images(max(config.batch_sizes))
     profiles: list[Path] = []
 
@@ -184,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_common_arguments(ap)
     ap.add_argument("--methods", default=None, help="comma-separated (default: all six)")
     ap.add_argument("--no-compare", action="store_true", help="skip Captum and the lime package")
+    ap.add_argument("--no-floors", action="store_true",
+                    help="skip the forward-throughput floors (1,024 images per batch size: minutes on a CPU)")
+    ap.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                    help="override a method's parameter, e.g. lime.samples=100 (repeatable; VALUE is read as JSON, "
+                         "else as text)")
     ap.add_argument("--profile-missed", action="store_true", help="profile every row that misses a target")
     return guarded(_run, ap.parse_args(argv))
 
