@@ -122,7 +122,8 @@ class Model:
             opts.intra_op_num_threads = int(self._threads)
         if self.device == "cuda":
             _preload_cuda_libraries(ort)
-            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+            # TF32 would change maps by ~1e-3 against the CPU's; explanations must not depend on the device.
+            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         try:
@@ -236,8 +237,13 @@ class Model:
     @cached_property
     def torch_module(self) -> "torch.nn.Module":
         """The same network as a torch module on this Model's device, checked once against onnxruntime."""
+        import torch
+
         from .torch_bridge import to_torch
 
+        if self.device == "cuda":  # full float32, as on the CPU (torch lets cuDNN convolutions use TF32)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         module = to_torch(self.onnx).to(self.torch_device).eval()
         for p in module.parameters():
             p.requires_grad_(False)
