@@ -286,16 +286,38 @@ def _summary_section(run: _Run, model: "Model", *, at: int) -> None:
                           "pixel in 0..255"),
         ("classes", f"{summary['classes']}: {', '.join(summary['labels'])}" if summary["labels"] else summary["classes"]),
         ("output", summary["output_kind"]),
-        ("parameters", f"{summary['total_params']:,} in the layers below ({summary['all_params']:,} float weights in the file)"),
+        ("parameters", _parameters_text(summary)),
         ("ONNX", f"opset {summary['opset']}, {summary['producer'] or 'unknown producer'}"),
         ("parity", _parity(summary)),
     ])
-    s.table(["layer", "kind", "ONNX op", "output shape", "parameters"],
-            [(layer["name"], layer["kind"], layer["op_type"],
-              "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "?", f"{layer['params']:,}")
-             for layer in summary["layers"]], numeric=[4])
+    summary_tables(s, summary)
     s.seconds = time.perf_counter() - t0
     run.add(s, at=at)
+
+
+def _parameters_text(summary: dict[str, Any]) -> str:
+    if summary.get("source_summary"):
+        return (f"{summary['total_params']:,} (trainable {summary['trainable_params']:,}, non-trainable "
+                f"{summary['non_trainable_params']:,}), as {summary['source_summary']['style']} counts them")
+    return f"{summary['total_params']:,} in the layers below ({summary['all_params']:,} float weights in the file)"
+
+
+def summary_tables(s: Section, summary: dict[str, Any]) -> None:
+    """The framework's own summary when the exporter recorded it, else the ONNX layers with the reason."""
+    source = summary.get("source_summary")
+    if source:
+        s.text(f"The model as {source['style']} shows it.")
+        s.table(["layer (type)", "output shape", "parameters"],
+                [("\u2003" * max(int(r.get("depth") or 0) - 1, 0) + f"{r['name']} ({r['class']})", r["output_shape"],
+                  f"{r['params']:,}") for r in source["rows"]], numeric=[2])
+    else:
+        s.text(f"Note: {summary['summary_note']}.")
+        s.table(["layer", "kind", "ONNX op", "output shape", "parameters"],
+                [(layer["name"], layer["kind"], layer["op_type"],
+                  "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "?", f"{layer['params']:,}")
+                 for layer in summary["layers"]], numeric=[4])
+    choices = summary["layer_choices"]
+    s.text("--layer accepts: " + (", ".join(choices["conv"]) or "no conv layer") + " (conv layers).")
 
 
 def _parity(summary: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from .util import onnxplain_version
 
 CACHE_ENV = "ONNXPLAIN_CACHE"
 # Bump when an export of the same file with the same options would now come out different.
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2  # 2: the sidecar holds the framework's own summary
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
