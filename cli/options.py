@@ -47,6 +47,10 @@ LayerOpt = Annotated[Optional[str], typer.Option(
     show_default=False)]
 
 # ------------------------------------------------------------------------------------ model loading
+HistoryOpt = Annotated[Optional[list[str]], typer.Option(
+    "--history", help="Training history: a Keras CSVLogger CSV, a JSON or pickled History.history dict, a CSV/JSON "
+    "table with an epoch column, or loss=a.npy,accuracy=b.npy (repeat for compare: one per model, in order).",
+    show_default=False)]
 DeviceOpt = Annotated[Device, typer.Option(
     "--device", help="auto: cuda when onnxruntime has the CUDA provider and torch sees a GPU, else cpu.",
     case_sensitive=False, rich_help_panel=MODEL_PANEL)]

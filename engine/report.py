@@ -341,6 +341,8 @@ def _training_section(run: _Run, training: dict[str, Any]) -> None:
     s = Section("training", "Training", params=params, seconds=float(training.get("seconds", 0.0)))
     if "data" in training:
         s.text(f"Data: {training['data']}. Architecture: {training.get('arch', 'n/a')}.")
+    if "source" in training:
+        s.text(f"Read from {training['source']}.")
     path = figures.render_training(history, run.figure("training"))
     s.figure(path, "Loss and accuracy per epoch.", relative_to=run.out)
     keys = list(history[0])
