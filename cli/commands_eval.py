@@ -3,7 +3,7 @@ as one HTML page) and `demo` (train, export and report with no arguments)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
 from .options import (
-    DataOpt, Device, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, ModelArg, OutOpt, QuietOpt,
-    SeedOpt, ig_params,
+    DataOpt, Device, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, MethodsOpt,
+    ModelArg, OutOpt, PerClassOpt, QuietOpt, SeedOpt, ig_params, parse_methods,
 )
 from .output import OUT_ROOT, command_output, default_out, save_json, say
 
@@ -80,9 +80,8 @@ def _print_evaluation(console: Console, doc: dict[str, Any]) -> None:
 def report_command(
     model: ModelArg,
     data: DataOpt,
-    per_class: Annotated[int, typer.Option("--per-class", min=1, help="Images of each class to explain.")] = 1,
-    methods: Annotated[Optional[str], typer.Option(
-        "--methods", help="Comma-separated attribution methods (default: all).", show_default=False)] = None,
+    per_class: PerClassOpt = 1,
+    methods: MethodsOpt = None,
     layer: LayerOpt = None,
     history: HistoryOpt = None,
     steps: IgStepsOpt = None,
@@ -108,7 +107,7 @@ def report_command(
     if history and len(history) > 1:
         raise BadInputError(f"report takes one --history, got {len(history)} (compare takes one per model)")
     training = {"history": read_history(history[0]), "source": history[0]} if history else None
-    chosen = [name.strip() for name in methods.split(",") if name.strip()] if methods else None
+    chosen = parse_methods(methods)
     with command_output(json_mode=json_out, quiet=quiet) as run:
         m = open_model(model, model_opts, run.progress)
         ds = open_dataset(m, data, run.progress, limit=limit)

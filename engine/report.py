@@ -521,14 +521,16 @@ def _filters_section(run: _Run, model: "Model", layer: "LayerInfo | None", seed:
                 "filters": f"0-{count - 1} of {layer.channels}"}
     s.text("Each picture starts from faint noise and is changed by gradient ascent to maximise the mean "
            "activation of one filter of the layer: the pattern that filter responds to. Titles give the "
-           "filter's index and its final mean activation.")
+           "filter's index and its final mean activation. Each filter is shown with its own contrast (its 1st to "
+           "99th percentile stretched to black..white, as Lucent does), so the grey levels of two filters are "
+           "not comparable.")
     vis = _attempt(run, s, f"filter visualisation failed on {layer.name}", visualize_filters, model,
                    layer=layer.name, filters=list(range(count)), seed=seed)
     if vis is None:
         return
     s.seconds = vis.seconds
     path = figures.render_filters(vis, run.figure("filters"))
-    s.figure(path, f"{len(vis.filters)} filters of {vis.layer}.", relative_to=run.out)
+    s.figure(path, f"{len(vis.filters)} filters of {vis.layer}, each on its own contrast.", relative_to=run.out)
     run.add(s, {"layer": vis.layer, "filters": list(map(int, vis.filters)),
                 "start_activation": np.asarray(vis.start_activation).tolist(),
                 "final_activation": np.asarray(vis.final_activation).tolist()})

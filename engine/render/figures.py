@@ -198,7 +198,8 @@ def render_confusion(
 
 def render_filters(visualization: Any, path: str | os.PathLike[str], *, columns: int = 8,
                    title: str | None = None) -> Path:
-    """The gradient-ascent images of a layer's filters, each titled with its final mean activation."""
+    """The gradient-ascent images of a layer's filters, each titled with its final mean activation and
+    drawn with its own contrast (`filter_contrast`): one grey scale for all leaves most filters flat grey."""
     imgs = np.asarray(visualization.images, dtype=np.float32)
     filters = list(visualization.filters)
     final = np.asarray(visualization.final_activation, dtype=np.float64)
@@ -207,11 +208,25 @@ def render_filters(visualization: Any, path: str | os.PathLike[str], *, columns:
     fig = layout.figure()
     for k, (f, img) in enumerate(zip(filters, imgs)):
         ax = layout.axes(fig, k // cols, k % cols)
-        _draw_image(ax, img)
+        _draw_image(ax, filter_contrast(img))
         ax.set_title(f"#{f}  act {final[k]:.3g}", fontsize=_FONT - 1)
-    fig.suptitle(title or f"filters of {visualization.layer} (gradient ascent; title: final mean activation)",
+    fig.suptitle(title or f"filters of {visualization.layer} (gradient ascent; each filter on its own contrast; "
+                 "title: final mean activation)",
                  fontsize=_FONT + 2, y=1 - 0.12 / layout.size_in[1], va="top")
     return save_figure(fig, path)
+
+
+FILTER_PERCENTILES = (1.0, 99.0)
+
+
+def filter_contrast(image: np.ndarray) -> np.ndarray:
+    """One filter's picture stretched to [0, 1] between its own 1st and 99th percentiles (over all its
+    channels, so colours keep their balance), as Lucent normalises each visualisation; a flat image stays."""
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, FILTER_PERCENTILES)
+    if not np.isfinite([lo, hi]).all() or hi - lo < 1e-6:
+        return img
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.0)
 
 
 def render_activations(activations: Any, path: str | os.PathLike[str], *, limit: int = 64, columns: int = 8,
