@@ -80,6 +80,15 @@ def producer(proto: onnx.ModelProto) -> str:
     return " ".join(w for w in words if w != "None")
 
 
+class ModelSummary(dict):  # type: ignore[type-arg]
+    """Model.summary(): a plain dict (JSON as it is) that a notebook shows as a table."""
+
+    def _repr_html_(self) -> str:
+        from .render.notebook import summary_html
+
+        return summary_html(self)
+
+
 class Model:
     """An ONNX classifier ready to predict (onnxruntime) and to differentiate (torch, built lazily)."""
 
@@ -349,13 +358,13 @@ class Model:
         return int(sum(int(np.prod(t.dims)) for t in self.onnx.graph.initializer
                        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 1 and int(np.prod(t.dims)) > 1))
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> "ModelSummary":
         """What `inspect` prints: the framework's own summary when the exporter recorded it (the model as
         the student wrote it), the ONNX layer view otherwise, and the names `--layer` accepts."""
         opset = next((o.version for o in self.onnx.opset_import if o.domain in ("", "ai.onnx")), None)
         source = self.source_summary()
         onnx_total = sum(layer.params for layer in self._layers)
-        return {
+        return ModelSummary({
             "path": str(self.path),
             "sha256": self.sha256,
             "opset": opset,
@@ -379,7 +388,7 @@ class Model:
             "torch_parity": self._torch_parity,
             "export_parity": (self.sidecar.get("parity") or {}).get("max_abs_diff"),
             "source": self.sidecar.get("source"),
-        }
+        })
 
     def source_summary(self) -> dict[str, Any] | None:
         """The source framework's summary the exporter wrote into the sidecar (None for ONNX files)."""

@@ -24,7 +24,7 @@ from .errors import BadInputError, OnnxplainError
 from .explanation import library_versions
 from .registry import explain, get_method, method_names
 from .render import figures
-from .render.html import Section, render_report_html
+from .render.html import Section, render_report_html, summary_table
 from .sidecar import atomic_path, write_json_atomic
 
 if TYPE_CHECKING:
@@ -305,17 +305,9 @@ def _parameters_text(summary: dict[str, Any]) -> str:
 def summary_tables(s: Section, summary: dict[str, Any]) -> None:
     """The framework's own summary when the exporter recorded it, else the ONNX layers with the reason."""
     source = summary.get("source_summary")
-    if source:
-        s.text(f"The model as {source['style']} shows it.")
-        s.table(["layer (type)", "output shape", "parameters"],
-                [("\u2003" * max(int(r.get("depth") or 0) - 1, 0) + f"{r['name']} ({r['class']})", r["output_shape"],
-                  f"{r['params']:,}") for r in source["rows"]], numeric=[2])
-    else:
-        s.text(f"Note: {summary['summary_note']}.")
-        s.table(["layer", "kind", "ONNX op", "output shape", "parameters"],
-                [(layer["name"], layer["kind"], layer["op_type"],
-                  "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "?", f"{layer['params']:,}")
-                 for layer in summary["layers"]], numeric=[4])
+    s.text(f"The model as {source['style']} shows it." if source else f"Note: {summary['summary_note']}.")
+    headers, rows, numeric = summary_table(summary)
+    s.table(headers, rows, numeric=numeric)
     choices = summary["layer_choices"]
     s.text("--layer accepts: " + (", ".join(choices["conv"]) or "no conv layer") + " (conv layers).")
 

@@ -121,3 +121,17 @@ def iframe(page: str, *, height: int = 720) -> str:
 
     return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;border:1px solid '
             '#d9dee7" sandbox="allow-same-origin"></iframe>')
+
+
+def summary_table(summary: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]], list[int]]:
+    """(headers, rows, numeric columns) of a model summary: the framework's own rows when the exporter
+    recorded them (torch rows indented by depth), else the ONNX layers."""
+    source = summary.get("source_summary")
+    if source:
+        return (["layer (type)", "output shape", "parameters"],
+                [("\u2003" * max(int(r.get("depth") or 0) - 1, 0) + f"{r['name']} ({r['class']})", r["output_shape"],
+                  f"{r['params']:,}") for r in source["rows"]], [2])
+    return (["layer", "kind", "ONNX op", "output shape", "parameters"],
+            [(layer["name"], layer["kind"], layer["op_type"],
+              "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "?", f"{layer['params']:,}")
+             for layer in summary["layers"]], [4])
