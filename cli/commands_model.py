@@ -116,6 +116,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         console.print(source_table(source, title=f"{name}: {source['style']}"))
         say(console, f"Total params: {source['total_params']:,}   Trainable params: {source['trainable_params']:,}   "
                      f"Non-trainable params: {source['non_trainable_params']:,}")
+        if source.get("note"):
+            say(console, f"note: {source['note']}")
     else:
         console.print(_onnx_table(s))
         say(console, f"note: {s['summary_note']}")

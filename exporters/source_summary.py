@@ -75,7 +75,8 @@ def torch_summary(module: Any, input_shape: Sequence[int]) -> dict[str, Any]:
     shapes: dict[str, str] = {}
     handles = []
     modules = [(name, m) for name, m in module.named_modules() if name]
-    if not isinstance(module, torch.jit.ScriptModule):  # TorchScript modules take no Python hooks
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    if not scripted:  # TorchScript modules take no Python hooks
         for name, m in modules:
             handles.append(m.register_forward_hook(_shape_hook(shapes, name)))
         try:
@@ -91,7 +92,8 @@ def torch_summary(module: Any, input_shape: Sequence[int]) -> dict[str, Any]:
     total = sum(int(p.numel()) for p in params)
     trainable = sum(int(p.numel()) for p in params if p.requires_grad)
     return {"framework": "pytorch", "style": "torchinfo", "model": _torch_class(module), "rows": rows,
-            "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable}
+            "total_params": total, "trainable_params": trainable, "non_trainable_params": total - trainable,
+            **({"note": "a TorchScript module runs no Python hooks, so output shapes are not known"} if scripted else {})}
 
 
 def _torch_class(m: Any) -> str:

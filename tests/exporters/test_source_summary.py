@@ -150,3 +150,18 @@ def test_exported_before_summaries_still_inspect(tiny_onnx, tmp_path: Path) -> N
     assert doc["source_summary"] is None and "re-export" in doc["summary_note"]
     out = invoke("inspect", path, "--no-parity").stdout
     assert "note: exported from pytorch before" in " ".join(out.split())
+
+
+@pytest.mark.slow
+def test_torchscript_rows_and_totals_without_shapes(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = Net().eval()
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(module), str(path))
+    doc = assert_json(invoke("inspect", path, "--json", "--no-parity", "--input-shape", "1,1,16,16"))
+    got = doc["source_summary"]
+    modules = [(n, m) for n, m in module.named_modules() if n]
+    assert [(r["name"], r["class"], r["params"]) for r in got["rows"]] == [
+        (n, type(m).__name__, sum(p.numel() for p in m.parameters(recurse=False))) for n, m in modules]
+    assert got["total_params"] == sum(p.numel() for p in module.parameters())
+    assert {r["output_shape"] for r in got["rows"]} == {"--"} and "TorchScript" in got["note"]
