@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from . import commands_bench, commands_eval, commands_explain, commands_features, commands_grade, commands_model
+from . import commands_bench, commands_compare, commands_eval, commands_explain, commands_features, commands_grade, commands_model
 from .errors import OnnxplainGroup
 
-COMMAND_MODULES = (commands_model, commands_explain, commands_features, commands_eval, commands_grade, commands_bench)
+COMMAND_MODULES = (commands_model, commands_explain, commands_features, commands_eval, commands_compare, commands_grade,
+                   commands_bench)
 
 app = typer.Typer(
     name="onnxplain",

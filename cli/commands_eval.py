@@ -3,7 +3,7 @@ as one HTML page) and `demo` (train, export and report with no arguments)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, ModelArg, OutOpt, QuietOpt,
-    SeedOpt, ig_params,
+    DataOpt, Device, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, MethodsOpt,
+    ModelArg, OutOpt, PerClassOpt, QuietOpt, SeedOpt, ig_params, parse_methods,
 )
 from .output import OUT_ROOT, command_output, default_out, save_json, say
 
@@ -80,10 +80,10 @@ def _print_evaluation(console: Console, doc: dict[str, Any]) -> None:
 def report_command(
     model: ModelArg,
     data: DataOpt,
-    per_class: Annotated[int, typer.Option("--per-class", min=1, help="Images of each class to explain.")] = 1,
-    methods: Annotated[Optional[str], typer.Option(
-        "--methods", help="Comma-separated attribution methods (default: all).", show_default=False)] = None,
+    per_class: PerClassOpt = 1,
+    methods: MethodsOpt = None,
     layer: LayerOpt = None,
+    history: HistoryOpt = None,
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
     limit: LimitOpt = None,
@@ -98,17 +98,22 @@ def report_command(
 
     Model summary, evaluation and confusion matrix, per-class saliency, LIME, integrated gradients,
     occlusion, Grad-CAM, filter visualisation, activation maps and deep dream."""
+    from onnxplain.engine.errors import BadInputError
+    from onnxplain.engine.history import read_history
     from onnxplain.engine.report import build_report
 
     check_model_path(model)
     _check_data(data)
-    chosen = [name.strip() for name in methods.split(",") if name.strip()] if methods else None
+    if history and len(history) > 1:
+        raise BadInputError(f"report takes one --history, got {len(history)} (compare takes one per model)")
+    training = {"history": read_history(history[0]), "source": history[0]} if history else None
+    chosen = parse_methods(methods)
     with command_output(json_mode=json_out, quiet=quiet) as run:
         m = open_model(model, model_opts, run.progress, data=data)
         ds = open_dataset(m, data, run.progress, limit=limit)
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
-                            progress=run.progress, method_params=ig_params(steps, tolerance))
+                            progress=run.progress, method_params=ig_params(steps, tolerance), training=training)
         doc = {"command": "report", "model": str(model), "data": str(data), "report": str(page), "out": str(folder)}
         run.result(doc, paths=[page], human=lambda console: say(console, f"report for {model.name} on {data.name}:"))
 

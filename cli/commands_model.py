@@ -137,19 +137,48 @@ def inspect_command(
 
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
-    table = Table(title=f"{Path(s['path']).name}", title_justify="left", show_lines=False)
+    source = s.get("source_summary")
+    if source:
+        name = Path(str((s.get("source") or {}).get("path") or s["path"])).name
+        console.print(source_table(source, title=f"{name}: {source['style']}"))
+        say(console, f"Total params: {source['total_params']:,}   Trainable params: {source['trainable_params']:,}   "
+                     f"Non-trainable params: {source['non_trainable_params']:,}")
+        if source.get("note"):
+            say(console, f"note: {source['note']}")
+    else:
+        console.print(_onnx_table(s))
+        say(console, f"note: {s['summary_note']}")
+    _print_model_facts(console, s)
+
+
+def source_table(source: dict[str, Any], *, title: str) -> Table:
+    """The framework's summary as it prints it: name (class), output shape, parameters; torch rows indented by depth."""
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for col, justify in (("layer (type)", "left"), ("output shape", "left"), ("params", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in source["rows"]:
+        indent = "  " * max(int(row.get("depth") or 0) - 1, 0)
+        table.add_row(f"{indent}{row['name']} ({row['class']})", row["output_shape"], f"{row['params']:,}")
+    return table
+
+
+def _onnx_table(s: dict[str, Any]) -> Table:
+    table = Table(title=f"{Path(s['path']).name}: ONNX layers", title_justify="left", show_lines=False)
     for col, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for layer in s["layers"]:
         shape = "(None, " + ", ".join(map(str, layer["output_shape"])) + ")" if layer["output_shape"] else "?"
         table.add_row(layer["name"], f"{layer['kind']} ({layer['op_type']})", shape, f"{layer['params']:,}")
-    console.print(table)
+    return table
+
+
+def _print_model_facts(console: Console, s: dict[str, Any]) -> None:
     spec = s["input"]
     dims = (f"{spec['channels']}x{spec['height']}x{spec['width']}" if spec["layout"] == "NCHW"
             else f"{spec['height']}x{spec['width']}x{spec['channels']}")
     pre = s["preprocessing"]
     lines = [
-        f"total params: {s['total_params']:,} (all float weights: {s['all_params']:,})",
+        f"ONNX layers: {s['onnx_layer_params']:,} params (all float weights in the file: {s['all_params']:,})",
         f"input: {spec['name']} {spec['layout']} {dims}{' (dynamic batch)' if spec['dynamic_batch'] else ''}",
         f"preprocessing: (pixel * {pre['scale']:.6g} - {_nums(pre['mean'])}) / {_nums(pre['std'])}",
         f"output: {s['classes']} classes, {s['output_kind']}"
@@ -162,6 +191,10 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         lines.append(f"torch parity (torch module vs onnxruntime): max |diff| {s['torch_parity']:.2e}")
     if s.get("torch_error"):
         lines.append(f"torch module: FAILED ({s['torch_error']}); gradient methods are unavailable")
+    choices = s["layer_choices"]
+    others = [name for name in choices["any"] if name not in choices["conv"]]
+    lines.append("--layer accepts: " + (", ".join(choices["conv"]) or "no conv layer")
+                 + (f" (conv layers; also {', '.join(others)})" if others else " (conv layers)"))
     for line in lines:
         say(console, line)
 

@@ -47,6 +47,21 @@ LayerOpt = Annotated[Optional[str], typer.Option(
     show_default=False)]
 
 # ------------------------------------------------------------------------------------ model loading
+PerClassOpt = Annotated[int, typer.Option("--per-class", min=1, help="Images of each class to explain.")]
+MethodsOpt = Annotated[Optional[str], typer.Option(
+    "--methods", help="Comma-separated attribution methods, e.g. saliency,lime (default: as the command says).",
+    show_default=False)]
+
+
+def parse_methods(text: str | None) -> list[str] | None:
+    """`--methods a, b` -> ["a", "b"]; None when not given (the command's default)."""
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+
+
+HistoryOpt = Annotated[Optional[list[str]], typer.Option(
+    "--history", help="Training history: a Keras CSVLogger CSV, a JSON or pickled History.history dict, a CSV/JSON "
+    "table with an epoch column, or loss=a.npy,accuracy=b.npy (repeat for compare: one per model, in order).",
+    show_default=False)]
 DeviceOpt = Annotated[Device, typer.Option(
     "--device", help="auto: cuda when onnxruntime has the CUDA provider and torch sees a GPU, else cpu.",
     case_sensitive=False, rich_help_panel=MODEL_PANEL)]

@@ -41,6 +41,12 @@ class Explanation:
         if len(self.targets) != self.maps.shape[0]:
             raise ValueError("one target per map")
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the explanation inline as its grid figure."""
+        from .render.notebook import explanation_html
+
+        return explanation_html(self)
+
     def __len__(self) -> int:
         return int(self.maps.shape[0])
 

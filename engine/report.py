@@ -24,7 +24,7 @@ from .errors import BadInputError, OnnxplainError
 from .explanation import library_versions
 from .registry import explain, get_method, method_names
 from .render import figures
-from .render.html import Section, render_report_html
+from .render.html import Section, render_report_html, summary_table
 from .sidecar import atomic_path, write_json_atomic
 
 if TYPE_CHECKING:
@@ -286,16 +286,30 @@ def _summary_section(run: _Run, model: "Model", *, at: int) -> None:
                           "pixel in 0..255"),
         ("classes", f"{summary['classes']}: {', '.join(summary['labels'])}" if summary["labels"] else summary["classes"]),
         ("output", summary["output_kind"]),
-        ("parameters", f"{summary['total_params']:,} in the layers below ({summary['all_params']:,} float weights in the file)"),
+        ("parameters", _parameters_text(summary)),
         ("ONNX", f"opset {summary['opset']}, {summary['producer'] or 'unknown producer'}"),
         ("parity", _parity(summary)),
     ])
-    s.table(["layer", "kind", "ONNX op", "output shape", "parameters"],
-            [(layer["name"], layer["kind"], layer["op_type"],
-              "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "?", f"{layer['params']:,}")
-             for layer in summary["layers"]], numeric=[4])
+    summary_tables(s, summary)
     s.seconds = time.perf_counter() - t0
     run.add(s, at=at)
+
+
+def _parameters_text(summary: dict[str, Any]) -> str:
+    if summary.get("source_summary"):
+        return (f"{summary['total_params']:,} (trainable {summary['trainable_params']:,}, non-trainable "
+                f"{summary['non_trainable_params']:,}), as {summary['source_summary']['style']} counts them")
+    return f"{summary['total_params']:,} in the layers below ({summary['all_params']:,} float weights in the file)"
+
+
+def summary_tables(s: Section, summary: dict[str, Any]) -> None:
+    """The framework's own summary when the exporter recorded it, else the ONNX layers with the reason."""
+    source = summary.get("source_summary")
+    s.text(f"The model as {source['style']} shows it." if source else f"Note: {summary['summary_note']}.")
+    headers, rows, numeric = summary_table(summary)
+    s.table(headers, rows, numeric=numeric)
+    choices = summary["layer_choices"]
+    s.text("--layer accepts: " + (", ".join(choices["conv"]) or "no conv layer") + " (conv layers).")
 
 
 def _parity(summary: dict[str, Any]) -> str:
@@ -319,6 +333,8 @@ def _training_section(run: _Run, training: dict[str, Any]) -> None:
     s = Section("training", "Training", params=params, seconds=float(training.get("seconds", 0.0)))
     if "data" in training:
         s.text(f"Data: {training['data']}. Architecture: {training.get('arch', 'n/a')}.")
+    if "source" in training:
+        s.text(f"Read from {training['source']}.")
     path = figures.render_training(history, run.figure("training"))
     s.figure(path, "Loss and accuracy per epoch.", relative_to=run.out)
     keys = list(history[0])
@@ -497,14 +513,16 @@ def _filters_section(run: _Run, model: "Model", layer: "LayerInfo | None", seed:
                 "filters": f"0-{count - 1} of {layer.channels}"}
     s.text("Each picture starts from faint noise and is changed by gradient ascent to maximise the mean "
            "activation of one filter of the layer: the pattern that filter responds to. Titles give the "
-           "filter's index and its final mean activation.")
+           "filter's index and its final mean activation. Each filter is shown with its own contrast (its 1st to "
+           "99th percentile stretched to black..white, as Lucent does), so the grey levels of two filters are "
+           "not comparable.")
     vis = _attempt(run, s, f"filter visualisation failed on {layer.name}", visualize_filters, model,
                    layer=layer.name, filters=list(range(count)), seed=seed)
     if vis is None:
         return
     s.seconds = vis.seconds
     path = figures.render_filters(vis, run.figure("filters"))
-    s.figure(path, f"{len(vis.filters)} filters of {vis.layer}.", relative_to=run.out)
+    s.figure(path, f"{len(vis.filters)} filters of {vis.layer}, each on its own contrast.", relative_to=run.out)
     run.add(s, {"layer": vis.layer, "filters": list(map(int, vis.filters)),
                 "start_activation": np.asarray(vis.start_activation).tolist(),
                 "final_activation": np.asarray(vis.final_activation).tolist()})

@@ -23,7 +23,7 @@ from .util import onnxplain_version
 
 CACHE_ENV = "ONNXPLAIN_CACHE"
 # Bump when an export of the same file with the same options would now come out different.
-EXPORT_FORMAT_VERSION = 2
+EXPORT_FORMAT_VERSION = 3  # 2: the framework's own summary in the sidecar; 3: classes and input sizes found
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:

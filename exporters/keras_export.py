@@ -24,6 +24,7 @@ from .keras_config import check_config, is_container, is_keras3_config, parse_co
 from .keras_names import rename_layers, restore_names
 from .options import ExportOptions
 from .result import Exported
+from .source_summary import keras_summary
 from .util import first_line
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ def export_keras(src: Path, fmt: str, options: ExportOptions) -> Exported:
             f"{src.name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "onnxplain explains single-input, single-output image classifiers"
         )
+    summary = keras_summary(model, keras3=flavour == "keras3")
     if len(model.inputs[0].shape) == 2:
-        return _export_flat(model, options, src.name, source, flavour)
+        return _export_flat(model, options, src.name, source, flavour, summary)
     layout = _layout(model)
     shape = _input_shape(model, layout, options, src.name)
     proto, layer_names = _convert(model, shape, flavour, src.name)
@@ -55,10 +57,12 @@ def export_keras(src: Path, fmt: str, options: ExportOptions) -> Exported:
         source=source,
         converter={"name": "tf2onnx", "opset": OPSET, "input_shape": [None, *shape[1:]], "loader": flavour},
         layer_names=layer_names,
+        summary=summary,
     )
 
 
-def _export_flat(model: Any, options: ExportOptions, name: str, source: dict[str, Any], flavour: str) -> Exported:
+def _export_flat(model: Any, options: ExportOptions, name: str, source: dict[str, Any], flavour: str,
+                 summary: dict[str, Any]) -> Exported:
     """A plain DNN on flattened pixels (the course's CNN-vs-DNN comparison): the ONNX file takes the
     image (N, H, W, C) and flattens it row by row, as `x.reshape(-1, H*W*C)` does, so every method
     and report treats it as an image model."""
@@ -75,6 +79,7 @@ def _export_flat(model: Any, options: ExportOptions, name: str, source: dict[str
         converter={"name": "tf2onnx", "opset": OPSET, "input_shape": [None, *hwc], "loader": flavour,
                    "flat_input": int(size)},
         layer_names=layer_names,
+        summary=summary,
     )
 
 

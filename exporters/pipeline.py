@@ -49,6 +49,7 @@ def run_export(src: Path, out: Path, options: ExportOptions,
         **_spec_sidecar(spec, options),
         "parity": report,
         "layer_names": exported.layer_names,
+        **({"summary": exported.summary} if exported.summary else {}),
     }
     with atomic_path(out) as tmp:
         tmp.write_bytes(model_bytes)

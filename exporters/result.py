@@ -18,3 +18,4 @@ class Exported:
     source: dict[str, Any]           # framework, framework_version, serialization, ...
     converter: dict[str, Any]        # name of the converter, its settings
     layer_names: dict[str, str] = field(default_factory=dict)  # ONNX node name -> source layer name
+    summary: dict[str, Any] | None = None  # the framework's own model summary (source_summary.py)

@@ -22,6 +22,7 @@ from .flat_input import flat_forward, image_shape_for, with_image_input
 from .options import PARITY_THRESHOLD, ExportOptions
 from .parity import check_one_row_per_image, compare, onnx_forward, ort_session
 from .result import Exported
+from .source_summary import torch_summary
 from .torch_load import load_torch
 from .util import first_line
 
@@ -46,7 +47,7 @@ def export_torch(src: Path, fmt: str, options: ExportOptions) -> Exported:
         converter = {**converter, "flat_input": int(shape[1])}
         forward = flat_forward(forward)
     return Exported(onnx=proto, forward=forward, layout=layout, source=source, converter=converter,
-                    layer_names=names)
+                    layer_names=names, summary=torch_summary(module, shape))
 
 
 # ----------------------------------------------------------------------------- input shape

@@ -9,11 +9,12 @@ from .figures import (
     render_explanation,
     render_filters,
     render_grid,
+    render_histories,
     render_training,
 )
 from .html import Section, render_report_html
 
 __all__ = [
     "Section", "render_activations", "render_confusion", "render_dream", "render_explanation", "render_filters",
-    "render_grid", "render_report_html", "render_training",
+    "render_grid", "render_histories", "render_report_html", "render_training",
 ]

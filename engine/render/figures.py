@@ -198,7 +198,8 @@ def render_confusion(
 
 def render_filters(visualization: Any, path: str | os.PathLike[str], *, columns: int = 8,
                    title: str | None = None) -> Path:
-    """The gradient-ascent images of a layer's filters, each titled with its final mean activation."""
+    """The gradient-ascent images of a layer's filters, each titled with its final mean activation and
+    drawn with its own contrast (`filter_contrast`): one grey scale for all leaves most filters flat grey."""
     imgs = np.asarray(visualization.images, dtype=np.float32)
     filters = list(visualization.filters)
     final = np.asarray(visualization.final_activation, dtype=np.float64)
@@ -207,11 +208,25 @@ def render_filters(visualization: Any, path: str | os.PathLike[str], *, columns:
     fig = layout.figure()
     for k, (f, img) in enumerate(zip(filters, imgs)):
         ax = layout.axes(fig, k // cols, k % cols)
-        _draw_image(ax, img)
+        _draw_image(ax, filter_contrast(img))
         ax.set_title(f"#{f}  act {final[k]:.3g}", fontsize=_FONT - 1)
-    fig.suptitle(title or f"filters of {visualization.layer} (gradient ascent; title: final mean activation)",
+    fig.suptitle(title or f"filters of {visualization.layer} (gradient ascent; each filter on its own contrast; "
+                 "title: final mean activation)",
                  fontsize=_FONT + 2, y=1 - 0.12 / layout.size_in[1], va="top")
     return save_figure(fig, path)
+
+
+FILTER_PERCENTILES = (1.0, 99.0)
+
+
+def filter_contrast(image: np.ndarray) -> np.ndarray:
+    """One filter's picture stretched to [0, 1] between its own 1st and 99th percentiles (over all its
+    channels, so colours keep their balance), as Lucent normalises each visualisation; a flat image stays."""
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, FILTER_PERCENTILES)
+    if not np.isfinite([lo, hi]).all() or hi - lo < 1e-6:
+        return img
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.0)
 
 
 def render_activations(activations: Any, path: str | os.PathLike[str], *, limit: int = 64, columns: int = 8,
@@ -252,26 +267,50 @@ def render_dream(dream: Any, path: str | os.PathLike[str], *, original: np.ndarr
 
 def render_training(history: Sequence[dict[str, float]], path: str | os.PathLike[str], *,
                     title: str | None = None) -> Path:
-    """Training curves: loss per epoch, and every `*accuracy` key per epoch."""
-    if not history:
-        raise ValueError("render_training needs at least one epoch")
-    epochs = [int(h["epoch"]) for h in history]
-    w, h = 8.0, 3.0
+    """Training curves of one model: every loss key per epoch, and every accuracy key per epoch."""
+    return render_histories([("", history)], path, title=title)
+
+
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def render_histories(histories: Sequence[tuple[str, Sequence[dict[str, float]]]], path: str | os.PathLike[str],
+                     *, title: str | None = None) -> Path:
+    """Training curves of several models overlaid: one colour per model, one line style per metric
+    (loss keys on the left, `acc`/`accuracy` keys on the right; other metrics join the left panel)."""
+    histories = [(name, h) for name, h in histories if h]
+    if not histories:
+        raise ValueError("render_histories needs at least one epoch")
+    w, h = 8.0, 3.2
     fig = Figure(figsize=(w, h), dpi=DPI)
-    loss_ax = fig.add_axes((0.7 / w, 0.55 / h, 2.9 / w, (h - 1.1) / h))
-    acc_ax = fig.add_axes((4.6 / w, 0.55 / h, 2.9 / w, (h - 1.1) / h))
-    loss_ax.plot(epochs, [r["loss"] for r in history], marker="o", color="#a12a2a")
-    loss_ax.set_title("training loss", fontsize=_FONT)
-    for key in [k for k in history[0] if k.endswith("accuracy")]:
-        acc_ax.plot(epochs, [r[key] for r in history], marker="o", label=key.replace("_", " "))
-    acc_ax.set_ylim(0, 1.02)
+    loss_ax = fig.add_axes((0.7 / w, 0.55 / h, 2.9 / w, (h - 1.2) / h))
+    acc_ax = fig.add_axes((4.6 / w, 0.55 / h, 2.9 / w, (h - 1.2) / h))
+    colours = colormaps["tab10"]
+    acc_values: list[float] = []
+    for m, (name, history) in enumerate(histories):
+        epochs = [int(r["epoch"]) for r in history]
+        keys = [k for k in history[0] if k != "epoch"]
+        acc_keys = [k for k in keys if "acc" in k]
+        for ax, chosen in ((loss_ax, [k for k in keys if k not in acc_keys]), (acc_ax, acc_keys)):
+            for j, key in enumerate(chosen):
+                ys = [r[key] for r in history]
+                if ax is acc_ax:
+                    acc_values += ys
+                label = f"{name}: {key}" if name else key
+                ax.plot(epochs, ys, marker="o", markersize=3, color=colours(m % 10),
+                        linestyle=_LINESTYLES[j % len(_LINESTYLES)], label=label.replace("_", " "))
+    finite = [v for v in acc_values if np.isfinite(v)]
+    if finite and min(finite) >= 0 and max(finite) <= 1:
+        acc_ax.set_ylim(0, 1.02)
+    loss_ax.set_title("loss (and other metrics)", fontsize=_FONT)
     acc_ax.set_title("accuracy", fontsize=_FONT)
-    acc_ax.legend(fontsize=_FONT - 1, loc="lower right")
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel("epoch", fontsize=_FONT)
-        ax.set_xticks(epochs)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.tick_params(labelsize=_FONT - 1)
         ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=_FONT - 2, loc="best")
     fig.suptitle(title or "training curves", fontsize=_FONT + 2, y=1 - 0.1 / h, va="top")
     return save_figure(fig, path)
 

@@ -58,18 +58,28 @@ class Section:
     def figure(self, png: str | os.PathLike[str], caption: str, *, relative_to: str | os.PathLike[str],
                alt: str | None = None) -> None:
         """Embed the PNG file `png`; `relative_to` is the report's folder (for the link to the file)."""
-        png = Path(png)
-        data = png.read_bytes()
-        width, height = png_size(data)
-        self.blocks.append({
-            "kind": "figure", "src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
-            "file": Path(os.path.relpath(png, relative_to)).as_posix(), "caption": caption,
-            "alt": alt or caption, "width": width, "height": height,
-        })
+        self.blocks.append(_figure_block(Path(png), caption, relative_to, alt))
+
+    def figure_row(self, pngs: Sequence[str | os.PathLike[str]], captions: Sequence[str], *,
+                   relative_to: str | os.PathLike[str]) -> None:
+        """Figures next to each other (wrapping on narrow screens), e.g. one confusion matrix per model."""
+        self.blocks.append({"kind": "row", "figures": [_figure_block(Path(p), c, relative_to, None)
+                                                       for p, c in zip(pngs, captions)]})
 
     @property
     def figures(self) -> list[dict[str, Any]]:
-        return [b for b in self.blocks if b["kind"] == "figure"]
+        out: list[dict[str, Any]] = []
+        for b in self.blocks:
+            out += [b] if b["kind"] == "figure" else b["figures"] if b["kind"] == "row" else []
+        return out
+
+
+def _figure_block(png: Path, caption: str, relative_to: str | os.PathLike[str], alt: str | None) -> dict[str, Any]:
+    data = png.read_bytes()
+    width, height = png_size(data)
+    return {"kind": "figure", "src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+            "file": Path(os.path.relpath(png, relative_to)).as_posix(), "caption": caption,
+            "alt": alt or caption, "width": width, "height": height}
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -88,8 +98,9 @@ def render_report_html(
     facts: Sequence[tuple[str, Any]],
     sections: Sequence[Section],
     footer: str,
+    kind: str = "report",
 ) -> Path:
-    """Write the report page atomically and return its path."""
+    """Write the report page (or a comparison: `kind`) atomically and return its path."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -98,7 +109,29 @@ def render_report_html(
         lstrip_blocks=True,
     )
     page = env.get_template("report.html").render(
-        title=title, lead=lead, facts=list(facts), sections=list(sections), footer=footer,
+        title=title, lead=lead, facts=list(facts), sections=list(sections), footer=footer, kind=kind,
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
     )
     return write_text_atomic(path, page)
+
+
+def iframe(page: str, *, height: int = 720) -> str:
+    """A whole page shown inside a notebook cell: an iframe whose srcdoc holds it, so its styles stay in it."""
+    import html
+
+    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;border:1px solid '
+            '#d9dee7" sandbox="allow-same-origin"></iframe>')
+
+
+def summary_table(summary: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]], list[int]]:
+    """(headers, rows, numeric columns) of a model summary: the framework's own rows when the exporter
+    recorded them (torch rows indented by depth), else the ONNX layers."""
+    source = summary.get("source_summary")
+    if source:
+        return (["layer (type)", "output shape", "parameters"],
+                [("\u2003" * max(int(r.get("depth") or 0) - 1, 0) + f"{r['name']} ({r['class']})", r["output_shape"],
+                  f"{r['params']:,}") for r in source["rows"]], [2])
+    return (["layer", "kind", "ONNX op", "output shape", "parameters"],
+            [(layer["name"], layer["kind"], layer["op_type"],
+              "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "?", f"{layer['params']:,}")
+             for layer in summary["layers"]], [4])

@@ -116,3 +116,20 @@ def test_demo_hands_its_folder_progress_and_device_to_the_engine(monkeypatch, tm
     assert result.stdout.strip().splitlines()[-1] == str(Path("onnxplain-out") / "demo" / "report.html")
     doc = assert_json(invoke("demo", "--out", tmp_path / "d", "--device", "cpu", "--json"))
     assert doc["report"] == str(tmp_path / "d" / "report.html")
+
+
+def test_report_draws_a_given_training_history(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    history = tmp_path / "training.csv"
+    history.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,0.45,1.3\n1,0.7,0.8,0.6,1.0\n")
+    out = tmp_path / "hist"
+    assert_json(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--methods", "saliency", "--history",
+                       history, "--out", out, "--json"))
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["training"]["history"][1] == {"epoch": 2, "accuracy": 0.7, "loss": 0.8, "val_accuracy": 0.6,
+                                                 "val_loss": 1.0}
+    assert numbers["sections"]["training"]["figures"] == ["img/training.png"]
+    assert "training.csv" in (out / "report.html").read_text()
+    bad = tmp_path / "h.txt"
+    bad.write_text("x")
+    assert_user_error(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--history", bad, "--out", out),
+                      "unknown format")

@@ -18,7 +18,8 @@ def test_table_shows_layers_shapes_params_and_parity(tiny_onnx) -> None:
     for layer in model.layers():
         assert layer.name in out and f"{layer.params:,}" in out
     assert "(None, 8, 16, 16)" in out  # features.0: 8 channels at 16x16
-    assert f"total params: {sum(l.params for l in model.layers()):,}" in out
+    assert f"ONNX layers: {sum(l.params for l in model.layers()):,} params" in out
+    assert "note: an ONNX file" in out and "--layer accepts: features.0" in out
     assert "NCHW 1x16x16" in out and "4 classes, logits (a, b, c, d)" in out
     assert "torch parity" in out
 

@@ -247,3 +247,19 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="same images"):
         render_grid([e, other], tmp_path / "g.png", images=display(e))
     assert not list(tmp_path.iterdir())
+
+
+def test_each_filter_gets_its_own_contrast(tmp_path: Path) -> None:
+    """Two low-contrast filters around different greys both come out spanning black to white."""
+    rng = np.random.default_rng(0)
+    faint = [0.50 + 0.01 * rng.uniform(size=(24, 24, 1)), 0.20 + 0.002 * rng.uniform(size=(24, 24, 1))]
+    for img in faint:
+        out = figures.filter_contrast(img)
+        lo, hi = np.percentile(img, figures.FILTER_PERCENTILES)
+        assert out.min() == 0.0 and out.max() == 1.0
+        np.testing.assert_allclose(out, np.clip((img - lo) / (hi - lo), 0, 1), atol=1e-4)
+    flat = np.full((8, 8, 1), 0.3, np.float32)
+    np.testing.assert_array_equal(figures.filter_contrast(flat), flat)
+    vis = SimpleNamespace(layer="c", filters=[0, 1], images=np.stack(faint), final_activation=np.ones(2))
+    drawn = imread(render_filters(vis, tmp_path / "f.png"))[..., :3].mean(axis=-1)
+    assert drawn.max() - drawn.min() > 0.9  # one shared grey scale would leave both nearly flat

@@ -15,10 +15,14 @@ MAKER = Path(__file__).with_name("keras_maker.py")
 @pytest.fixture(scope="session")
 def keras_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of generated Keras files (see keras_maker.py), with reference inputs/outputs and names.json."""
-    out = tmp_path_factory.mktemp("keras_files")
-    proc = subprocess.run([sys.executable, str(MAKER), str(out)], capture_output=True, text=True, timeout=600)
+    return run_maker(MAKER, tmp_path_factory.mktemp("keras_files"))
+
+
+def run_maker(maker: Path, out: Path) -> Path:
+    """Run a Keras-building script (`python MAKER OUT`) in its own process; its files land in `out`."""
+    proc = subprocess.run([sys.executable, str(maker), str(out)], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise RuntimeError(f"keras_maker.py failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{maker.name} failed:\n{proc.stderr[-3000:]}")
     return out
 
 
