@@ -90,6 +90,14 @@ def _input_shape(src: Path, module: Any, options: ExportOptions, layout: str,
         source["input_inferred"] = (f"{c}x{VARIED_DATA_SIZE}x{VARIED_DATA_SIZE}: the model runs on every usual size "
                                     "and the data's images vary in size, so the ImageNet convention")
         return _shape(layout, c, VARIED_DATA_SIZE, VARIED_DATA_SIZE)
+    if not works:  # a homework size (120, 44, 150...): the run of sizes whose layers fit the first Linear
+        found = _uncommon_size(module, layout, tried)
+        if found is not None:
+            c, size, run = found
+            source["input_inferred"] = (f"{c}x{size}x{size}: none of the usual sizes fits; " + (
+                f"of {run[0]}-{run[-1]}, which all fit, the one the pooling divides evenly" if len(run) > 1
+                else "the one size the model runs on"))
+            return _shape(layout, c, size, size)
     hint = f"1,{channels},H,W" if channels else "1,C,H,W"
     if works:
         sizes = ", ".join(f"{c}x{size}x{size}" for c, size in works)
@@ -100,6 +108,25 @@ def _input_shape(src: Path, module: Any, options: ExportOptions, layout: str,
         f"({', '.join(map(str, PROBE_SIZES))}); pass --input-shape {hint}"
         + (f" (its first convolution takes {channels} channel(s))" if channels else "")
     )
+
+
+UNCOMMON_SIZES = range(16, 321)
+
+
+def _uncommon_size(module: Any, layout: str, channels: list[int]) -> tuple[int, int, list[int]] | None:
+    """(channels, size, the run of sizes that work) for a model that takes none of the usual sizes. Its
+    flatten fixes the size up to pooling's rounding, so the sizes that work form one run (120-127 for three
+    2x2 pools): the first run found, and in it the size divisible by the highest power of two."""
+    for c in channels:
+        run: list[int] = []
+        for size in UNCOMMON_SIZES:
+            if _runs(module, _shape(layout, c, size, size)):
+                run.append(size)
+            elif run:
+                break
+        if run:
+            return c, max(run, key=lambda s: ((s & -s), -s)), run
+    return None
 
 
 def _shape(layout: str, c: int, h: int, w: int) -> tuple[int, ...]:

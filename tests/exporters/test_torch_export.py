@@ -171,6 +171,15 @@ def test_torchscript_without_input_shape_gets_the_one_size_it_runs_on(export_wor
     assert mnist_accuracy(out) > 0.95
 
 
+def test_torchscript_of_an_uncommon_size_gets_it(export_worker: ExportWorker, tmp_path: Path) -> None:
+    """t06 takes 120x120 (MANIFEST): none of the usual sizes; of the run of sizes its flatten accepts,
+    120 is the one its pooling divides evenly."""
+    out = export(zoo_path("t06"), tmp_path / "t06.onnx", worker=export_worker)
+    side = read_sidecar(out)
+    assert (side["input"]["height"], side["input"]["width"], side["input"]["channels"]) == (120, 120, 1)
+    assert "none of the usual sizes fits" in side["source"]["input_inferred"]
+
+
 def test_t03_state_dict_without_arch_lists_keys(export_worker: ExportWorker, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedModelError) as info:
         export(zoo_path("t03"), tmp_path / "t03.onnx", worker=export_worker)
