@@ -61,11 +61,32 @@ class Fit:
         return f"{self.label}{_args_text(self.args)}: " + ("; ".join(parts) or "fits")
 
 
-def strip_data_parallel(weights: Mapping[str, Any]) -> dict[str, Any]:
-    """DataParallel/DistributedDataParallel save every key as `module.<name>`."""
-    if weights and all(k.startswith("module.") for k in weights):
-        return {k[len("module."):]: v for k, v in weights.items()}
-    return dict(weights)
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
+
+
+def strip_wrappers(weights: Mapping[str, Any]) -> dict[str, Any]:
+    """DataParallel saves every key as `module.<name>`, torch.compile as `_orig_mod.<name>`."""
+    out = dict(weights)
+    changed = True
+    while changed and out:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in out):
+                out = {k[len(prefix):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
+def key_variants(weights: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The weights as saved (wrappers stripped), then without a first name every key shares: a Lightning
+    module's `model.conv1.weight` is the student's Net's `conv1.weight`."""
+    base = strip_wrappers(weights)
+    variants = [base]
+    heads = {k.split(".", 1)[0] for k in base}
+    if len(heads) == 1 and all("." in k for k in base):
+        head = next(iter(heads)) + "."
+        variants.append({k[len(head):]: v for k, v in base.items()})
+    return variants
 
 
 def weight_facts(weights: Mapping[str, Any]) -> dict[str, int]:
@@ -80,27 +101,32 @@ def weight_facts(weights: Mapping[str, Any]) -> dict[str, int]:
     return facts
 
 
-def fit(candidates: Sequence[Candidate], weights: Mapping[str, Any], arch_args: Any, what: str) -> tuple[Any, Fit]:
-    """(module with the weights loaded, its Fit) for the one candidate that fits exactly."""
-    weights = strip_data_parallel(weights)
-    facts = weight_facts(weights)
-    exact: list[tuple[Any, Fit]] = []
+def fit(candidates: Sequence[Candidate], weights: Mapping[str, Any], arch_args: Any, what: str,
+        hints: Mapping[str, Any] | None = None) -> tuple[Any, Fit]:
+    """(module with the weights loaded, its Fit) for the one candidate that fits exactly. `hints` are
+    constructor settings the checkpoint carries (its hyper_parameters, config, argparse options)."""
+    variants = key_variants(weights)
+    exact: list[tuple[Any, Fit, dict[str, Any]]] = []
     best: list[Fit] = []
     for cand in candidates:
         fits: list[Fit] = []
-        for args in _argument_sets(cand.factory, arch_args, facts):
-            result = _try(cand, args, weights)
-            fits.append(result[1])
-            if result[1].exact:
-                exact.append(result)
+        for variant in variants:
+            facts = weight_facts(variant)
+            for args in _argument_sets(cand.factory, arch_args, facts, hints or {}):
+                module, result = _try(cand, args, variant)
+                fits.append(result)
+                if result.exact:
+                    exact.append((module, result, variant))
+                    break
+            if fits and fits[-1].exact:
                 break
         best.append(min(fits, key=lambda f: f.distance) if fits else Fit(cand.label, None, error="not built"))
     if len(exact) == 1:
-        module, found = exact[0]
-        _load(module, weights, found.label)
+        module, found, variant = exact[0]
+        _load(module, variant, found.label)
         return module, found
     if len(exact) > 1:
-        listed = ", ".join(f.label + _args_text(f.args) for _, f in exact)
+        listed = ", ".join(f.label + _args_text(f.args) for _, f, _ in exact)
         raise BadInputError(f"the weights of {what} fit several model classes ({listed}); name one with "
                             "--arch FILE.py:CLASS")
     ranked = sorted(best, key=lambda f: f.distance)
@@ -111,9 +137,11 @@ def fit(candidates: Sequence[Candidate], weights: Mapping[str, Any], arch_args: 
     raise UnsupportedModelError(f"no model class fits the weights of {what} ({len(weights)} tensors): {listed}; {hint}")
 
 
-def _argument_sets(factory: Any, arch_args: Any, facts: dict[str, int]) -> Iterator[dict[str, Any] | list[Any] | None]:
-    """The constructor calls to try: the user's arguments only, when given; else defaults, then the
-    weights' numbers in the parameters whose names (or positions) suggest them."""
+def _argument_sets(factory: Any, arch_args: Any, facts: dict[str, int],
+                   hints: Mapping[str, Any]) -> Iterator[dict[str, Any] | list[Any] | None]:
+    """The constructor calls to try: the user's arguments only, when given; else defaults, the
+    checkpoint's own settings for parameters of the same name, then the weights' numbers in the
+    parameters whose names (or positions) suggest them."""
     if arch_args is not None:
         yield arch_args
         return
@@ -128,10 +156,13 @@ def _argument_sets(factory: Any, arch_args: Any, facts: dict[str, int]) -> Itera
                 and not isinstance(p.default, bool)]
     if not required:
         yield None
+    known = {p.name: hints[p.name] for p in params if p.name in hints}
+    if known and all(p.name in known for p in required):
+        yield known
     values = [v for v in (facts.get("classes"), facts.get("channels")) if v is not None]
     if not values:
         return
-    choices = [_ordered(p.name, facts, values) for p in required]
+    choices = [[known[p.name]] if p.name in known else _ordered(p.name, facts, values) for p in required]
     tried = 0
     for combo in itertools.product(*choices):
         base = {p.name: v for p, v in zip(required, combo)}
@@ -174,7 +205,8 @@ def _try(cand: Candidate, args: Any, weights: Mapping[str, Any]) -> tuple[Any, F
         result.error = f"it gives a {type(module).__name__}, not a torch.nn.Module"
         return None, result
     expected = module.state_dict()
-    result.missing = [k for k in expected if k not in weights]
+    # BatchNorm's num_batches_tracked came with torch 0.4.1; load_state_dict fills it in for older files
+    result.missing = [k for k in expected if k not in weights and not k.endswith("num_batches_tracked")]
     result.unexpected = [k for k in weights if k not in expected]
     result.wrong = [f"{k} {tuple(weights[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
                     if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]

@@ -291,6 +291,12 @@ def _input_shape(model: Any, layout: str, options: ExportOptions, name: str) -> 
                     f"--input-shape {list(options.input_shape)} does not match the model's input {_fmt(dims)}"
                 )
         known = given
+    data = options.data_shape
+    if any(d is None for d in known) and data is not None and data[1] > 0:  # the size of the data it is fed
+        h_at, w_at = (0, 1) if layout == "NHWC" else (1, 2)
+        known = list(known)
+        known[h_at] = known[h_at] if known[h_at] is not None else data[1]
+        known[w_at] = known[w_at] if known[w_at] is not None else data[2]
     if any(d is None for d in known):
         example = "1,48,48,1 (N,H,W,C)" if layout == "NHWC" else "1,1,48,48 (N,C,H,W)"
         raise BadInputError(

@@ -31,6 +31,8 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 _SKIP_DIRS = frozenset({".git", ".venv", "venv", "env", "site-packages", "__pycache__", "node_modules", ".ipynb_checkpoints"})
 # Base classes (their last dotted name) that make a class a torch module even before it is built.
 _MODULE_BASES = frozenset({"Module", "Sequential", "ModuleList", "ModuleDict"})
+# A library's model class as a base (`class MyNet(torchvision.models.ResNet)`), forward inherited.
+_LIBRARY_MODELS = ("torchvision.", "models.", "timm.")
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ def read_files(paths: Iterable[Path]) -> list[StudentFile]:
 
 
 def model_classes(files: Sequence[StudentFile]) -> list[ModelClass]:
-    """Top-level classes that look like torch modules: a base named Module/Sequential/..., a base that is
-    itself such a class of the student's, or a `forward` method. Identical copies in several files count
+    """Top-level classes that look like torch modules: a base named Module/Sequential/..., a library's
+    model class, a base that is itself such a class of the student's, or a `forward` method. Identical copies in several files count
     once (the first)."""
     defs = [(f, node) for f in files if f.tree for node in f.tree.body if isinstance(node, ast.ClassDef)]
     module_names: set[str] = set()
@@ -99,9 +101,10 @@ def model_classes(files: Sequence[StudentFile]) -> list[ModelClass]:
             if node.name in module_names:
                 continue
             bases = {_last_name(b) for b in node.bases}
+            library = any(ast.unparse(b).startswith(_LIBRARY_MODELS) for b in node.bases)
             has_forward = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "forward"
                               for n in node.body)
-            if has_forward or bases & _MODULE_BASES or bases & module_names:
+            if has_forward or library or bases & _MODULE_BASES or bases & module_names:
                 module_names.add(node.name)
                 changed = True
     out: list[ModelClass] = []

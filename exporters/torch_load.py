@@ -208,12 +208,38 @@ def _to_module(obj: Any, src: Path, options: ExportOptions, source: dict[str, An
     if options.arch is None:
         raise UnsupportedModelError(_state_dict_error(src, weights))
     cands = arch_candidates(options.arch, trust=options.trust, what=src.name)
-    module, found = class_match.fit(cands, weights, options.arch_args, src.name)
+    module, found = class_match.fit(cands, weights, options.arch_args, src.name, hints=checkpoint_settings(obj))
     source["arch"] = options.arch
     source["model_class"] = found.label
     if found.args:
-        source["arch_args"] = found.args
+        source["arch_args"] = {k: v if isinstance(v, (int, float, str, bool, list, type(None))) else repr(v)
+                               for k, v in found.args.items()}
     return module
+
+
+_SETTINGS_KEYS = ("hyper_parameters", "hparams", "hyperparameters", "config", "cfg", "args", "opt", "params")
+
+
+def checkpoint_settings(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint says about how the model was built: Lightning's hyper_parameters, a config dict,
+    the training script's argparse options (`num_classes=11`), each also under its own name for a
+    constructor that takes the whole object (`Net(args)`)."""
+    import argparse
+
+    out: dict[str, Any] = {}
+    for key in _SETTINGS_KEYS:
+        value = obj.get(key)
+        if isinstance(value, argparse.Namespace):
+            value_dict = vars(value)
+        elif isinstance(value, Mapping):
+            value_dict = dict(value)
+        else:
+            continue
+        out.setdefault(key, value)
+        for name, item in value_dict.items():
+            if isinstance(name, str) and isinstance(item, (int, float, str, bool)):
+                out.setdefault(name, item)
+    return out
 
 
 def _is_state_dict(obj: Any) -> bool:

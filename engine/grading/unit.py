@@ -186,7 +186,7 @@ def _export_settings(sub: Submission, fmt: str, opt: GradeOptions, dataset: "Dat
         "arch": _arch_for(sub, fmt, opt, override.get("class")), "trust": opt.trust,
         "input_shape": opt.input_shape if pytorch else None, "layout": opt.layout, "labels": opt.labels,
         "scale": opt.scale, "mean": list(opt.mean) if opt.mean else None, "std": list(opt.std) if opt.std else None,
-        "data_shape": dataset.input_hint if pytorch else None,
+        "data_shape": dataset.input_hint if fmt != "onnx" else None,  # for files that do not fix their size
     }
     settings.update(export_settings(override))
     return settings

@@ -193,3 +193,37 @@ def test_pretrained_constructor_builds_offline(export_worker: ExportWorker, tmp_
     x = np.random.default_rng(0).uniform(0, 1, size=(2, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
         np.testing.assert_allclose(onnx_outputs(out, x), backbone(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_lightning_checkpoint_with_its_hyper_parameters(export_worker: ExportWorker, tmp_path: Path) -> None:
+    """A Lightning module wrapping the student's net (`model.` before every key), built with its checkpoint's
+    hyper_parameters, saved under torch.compile (`_orig_mod.`), with a BatchNorm from before torch 0.4.1
+    (no num_batches_tracked)."""
+    (tmp_path / "lit.py").write_text(POOLED_PY + '''
+
+import pytorch_lightning as pl   # not installed here
+
+
+class Lit(pl.LightningModule):
+    def __init__(self, classes):
+        super().__init__()
+        self.model = Pooled(3, classes)
+''')
+    torch.manual_seed(0)
+    net = build(POOLED_PY, "Pooled", 3, 5).eval()
+    state = {f"_orig_mod.model.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"classes": 5, "in_channels": 3, "lr": 0.01},
+                "pytorch-lightning_version": "1.9.0"}, tmp_path / "epoch=9.ckpt")
+    out = export(tmp_path / "epoch=9.ckpt", tmp_path / "lit.onnx", trust=True, data_shape=(3, 32, 32),
+                 worker=export_worker)
+    source = read_sidecar(out)["source"]
+    assert source["model_class"].startswith("Pooled") and source["arch_args"] == {"in_channels": 3, "classes": 5}
+    _same_outputs(out, net, (3, 32, 32))
+
+
+def test_old_batchnorm_without_num_batches_tracked(alice, export_worker: ExportWorker, tmp_path: Path) -> None:
+    folder, _, net = alice
+    old = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(old, folder / "old.pth", _use_new_zipfile_serialization=False)
+    out = export(folder / "old.pth", tmp_path / "o.onnx", trust=True, worker=export_worker)
+    _same_outputs(out, net, (1, 48, 48))

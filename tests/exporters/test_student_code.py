@@ -84,3 +84,14 @@ def test_python_files_skip_virtualenvs(tmp_path: Path) -> None:
     (tmp_path / "venv").mkdir()
     (tmp_path / "venv" / "site.py").write_text("x = 3\n")
     assert student_code.python_files(tmp_path) == [tmp_path / "model.py"]
+
+
+def test_a_library_model_subclass_is_a_candidate(tmp_path: Path) -> None:
+    """`class MyResNet(models.ResNet)` inherits forward: still a model class."""
+    (tmp_path / "net.py").write_text("from torchvision import models\n\n\nclass MyResNet(models.ResNet):\n"
+                                     "    def __init__(self):\n        super().__init__(models.resnet.BasicBlock, "
+                                     "[1, 1, 1, 1], num_classes=7)\n")
+    files = student_code.read_files([tmp_path / "net.py"])
+    (cls,) = student_code.model_classes(files)
+    net = student_code.build_class(files, cls)()
+    assert cls.name == "MyResNet" and net(torch.rand(1, 3, 32, 32)).shape == (1, 7)
