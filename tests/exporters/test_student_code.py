@@ -93,5 +93,5 @@ def test_a_library_model_subclass_is_a_candidate(tmp_path: Path) -> None:
                                      "[1, 1, 1, 1], num_classes=7)\n")
     files = student_code.read_files([tmp_path / "net.py"])
     (cls,) = student_code.model_classes(files)
-    net = student_code.build_class(files, cls)()
+    net = student_code.build_class(files, cls)().eval()
     assert cls.name == "MyResNet" and net(torch.rand(1, 3, 32, 32)).shape == (1, 7)
