@@ -110,6 +110,23 @@ def load_weights(model: Any, h5: Any, *, theano: bool) -> None:
         layer.set_weights(values)
 
 
+_FLIPPED_BY_THEANO = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose")  # what Keras 2's own loader flipped
+
+
+def flip_theano_kernels(model: Any) -> bool:
+    """Flip the spatial axes of the kernels of a Keras 2 model saved on Theano (its `backend` attribute),
+    as Keras 2.0-2.3 did when loading such a file under TensorFlow; today's loaders no longer do."""
+    flipped = False
+    for layer in _model_layers(model):
+        if type(layer).__name__ in _FLIPPED_BY_THEANO and layer.get_weights():
+            values = layer.get_weights()
+            k = values[0]
+            values[0] = np.ascontiguousarray(k[(slice(None, None, -1),) * (k.ndim - 2)])
+            layer.set_weights(values)
+            flipped = True
+    return flipped
+
+
 def _convert_kernels(layer: Any, values: list[np.ndarray], theano: bool) -> list[np.ndarray]:
     """Keras 1 `th` kernels are (filters, in, rows, cols); Keras 2 wants (rows, cols, in, filters).
     A Theano convolution flips its kernel, TensorFlow's does not: flip when the file came from Theano."""

@@ -141,6 +141,8 @@ def _load_h5(src: Path, options: ExportOptions) -> tuple[Any, dict[str, Any], st
         return model, source, "keras3"
     tf_keras = _tf_keras(options.trust)
     model = _guarded(src, lambda: tf_keras.models.load_model(str(src), compile=False))
+    if backend == "theano":  # Keras 2 on Theano: its convolution flips kernels, TensorFlow's does not
+        source["kernels_flipped"] = keras1.flip_theano_kernels(model)
     return model, source, "tf_keras"
 
 

@@ -76,3 +76,24 @@ def test_k06_exports_and_computes_what_theano_did(export_worker: ExportWorker, t
     np.testing.assert_allclose(ours, _theano_forward(zoo_path("k06"), x), atol=1e-5)
     # the check can tell: TensorFlow's reading of the same weights (no flip) computes something else
     assert np.abs(_theano_forward(zoo_path("k06"), x, flip=False) - ours).max() > 0.05
+
+
+@pytest.mark.slow
+def test_keras2_file_saved_on_theano(keras_files: Path, export_worker: ExportWorker, tmp_path: Path) -> None:
+    """A Keras 2 file whose `backend` is theano stores kernels Theano flips when it convolves: made here from
+    a TensorFlow one by flipping them, it must compute what the original computes."""
+    src = tmp_path / "theano.h5"
+    src.write_bytes((keras_files / "any_size.h5").read_bytes())
+    with h5py.File(src, "r+") as fh:
+        fh.attrs["backend"] = "theano"
+        group = fh["model_weights"]
+        for name in group:
+            for weight in list(group[name].attrs.get("weight_names", [])):
+                weight = weight.decode() if isinstance(weight, bytes) else weight
+                if "kernel" in weight and group[name][weight].ndim == 4:
+                    group[name][weight][...] = np.asarray(group[name][weight])[::-1, ::-1]
+    x, y = np.load(keras_files / "any_size.x.npy"), np.load(keras_files / "any_size.y.npy")
+    # its input is (None, None, 1): the size comes from the data it will be fed
+    out = export(src, tmp_path / "t.onnx", data_shape=(1, 24, 24), worker=export_worker)
+    assert read_sidecar(out)["source"]["kernels_flipped"] is True
+    np.testing.assert_allclose(onnx_outputs(out, x), y, atol=1e-5)
