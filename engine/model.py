@@ -19,6 +19,7 @@ from .batching import batch_slices
 from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError
 from .input_spec import InputSpec
 from .layers import LayerInfo, onnx_layers
+from .output_head import TargetOutput, check_target_output, final_softmax, score_graph
 from .sidecar import read_sidecar
 
 if TYPE_CHECKING:
@@ -151,12 +152,12 @@ class Model:
         side = (self.sidecar.get("output") or {}).get("kind")
         if side in ("probabilities", "logits"):
             return side
-        producers = {o: n for n in self.onnx.graph.node for o in n.output}
-        node = producers.get(self.output_name)
         # tf2onnx and torch exporters may put Identity/Reshape after the softmax.
-        while node is not None and node.op_type in ("Identity", "Reshape", "Squeeze", "Flatten"):
-            node = producers.get(node.input[0])
-        return "probabilities" if node is not None and node.op_type in ("Softmax", "LogSoftmax") else "logits"
+        return "probabilities" if self._final_softmax is not None else "logits"
+
+    @cached_property
+    def _final_softmax(self) -> "onnx.NodeProto | None":
+        return final_softmax(self.onnx)
 
     def predict(self, x: np.ndarray, batch_size: int = 256, *, io_binding: bool | None = None) -> np.ndarray:
         """Model outputs for preprocessed input `x` (N, *spec.shape), run in batches of `batch_size`.
@@ -233,14 +234,19 @@ class Model:
 
         return torch.device(self.device)
 
+    def _build_torch(self, graph: onnx.ModelProto) -> "torch.nn.Module":
+        """The one way a torch module is made from a graph: converted, on this Model's device, frozen."""
+        from .torch_bridge import to_torch
+
+        module = to_torch(graph).to(self.torch_device).eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return module
+
     @cached_property
     def torch_module(self) -> "torch.nn.Module":
         """The same network as a torch module on this Model's device, checked once against onnxruntime."""
-        from .torch_bridge import to_torch
-
-        module = to_torch(self.onnx).to(self.torch_device).eval()
-        for p in module.parameters():
-            p.requires_grad_(False)
+        module = self._build_torch(self.onnx)
         self._torch_parity = self._check_torch_parity(module)
         if self._torch_parity > TORCH_PARITY_WARN:
             msg = (f"{self.path.name}: the torch module differs from onnxruntime by {self._torch_parity:.2e} "
@@ -249,43 +255,80 @@ class Model:
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return module
 
-    @cached_property
-    def torch_affine_split(self) -> "AffineSplit | None":
-        """`torch_module` cut after its affine prefix (input layout op, first conv): integrated
-        gradients runs that prefix on two images instead of every path point. None if the module
-        starts with a non-affine op."""
+    # ------------------------------------------------------------------ the explained score
+    def explained_output(self, target_output: str) -> TargetOutput:
+        """What a gradient method asked for `target_output` explains: the logit (pre-softmax score) or
+        the probability. A model said to output probabilities whose graph has no softmax to take
+        away (a sidecar's word, a custom head) can only be explained on its output: "probability"."""
+        output = check_target_output(target_output)
+        if output == "logit" and self.output_kind == "probabilities" and self._final_softmax is None:
+            log.warning("%s outputs probabilities but its graph ends in no Softmax node; explaining the output "
+                        "as it is (probability)", self.path.name)
+            return "probability"
+        return output
+
+    def score_onnx(self, target_output: str) -> onnx.ModelProto:
+        """The graph whose output is the explained score: the model's own graph when it already outputs
+        it, else the graph with its final softmax taken away (logit) or put on (probability)."""
+        output = self.explained_output(target_output)
+        head = self._final_softmax
+        if (output == "logit" and head is None) or (output == "probability" and head is not None
+                                                     and head.op_type == "Softmax"):
+            return self.onnx
+        cache = self.__dict__.setdefault("_score_graphs", {})
+        if output not in cache:
+            cache[output] = score_graph(self.onnx, output)
+        return cache[output]
+
+    def torch_scores(self, target_output: str = "logit") -> "torch.nn.Module":
+        """A torch module whose output is the explained score of every class (see `score_onnx`)."""
+        graph = self.score_onnx(target_output)
+        if graph is self.onnx:
+            return self.torch_module
+        cache = self.__dict__.setdefault("_torch_scores", {})
+        key = self.explained_output(target_output)
+        if key not in cache:
+            cache[key] = self._build_torch(graph)
+        return cache[key]
+
+    def torch_affine_split(self, target_output: str = "logit") -> "AffineSplit | None":
+        """`torch_scores(target_output)` cut after its affine prefix (input layout op, first conv):
+        integrated gradients runs that prefix on two images instead of every path point. None if the
+        module starts with a non-affine op."""
         from torch import fx
 
         from .torch_bridge.affine_split import split_affine_prefix
 
-        module = self.torch_module
-        return split_affine_prefix(module) if isinstance(module, fx.GraphModule) else None
+        cache = self.__dict__.setdefault("_affine_splits", {})
+        key = self.explained_output(target_output)
+        if key not in cache:
+            module = self.torch_scores(key)
+            cache[key] = split_affine_prefix(module) if isinstance(module, fx.GraphModule) else None
+        return cache[key]
 
-    def torch_module_with(self, values: Sequence[str]) -> "torch.nn.Module":
-        """A torch module whose forward returns `(output, *values)`: the model output and the named
-        intermediate ONNX values (e.g. `LayerInfo.output`), all inside one autograd graph.
+    def torch_module_with(self, values: Sequence[str], target_output: str | None = None) -> "torch.nn.Module":
+        """A torch module whose forward returns `(output, *values)`: the model output (the explained
+        score of `target_output` when given) and the named intermediate ONNX values (e.g.
+        `LayerInfo.output`), all inside one autograd graph.
 
         Built by exposing the values as extra graph outputs before conversion; cached per tuple.
         """
-        key = tuple(values)
+        base = self.onnx if target_output is None else self.score_onnx(target_output)
+        key = (tuple(values), None if target_output is None else self.explained_output(target_output))
         cache = self.__dict__.setdefault("_torch_with_cache", {})
         if key not in cache:
-            from .torch_bridge import to_torch
-
-            known = {o for n in self.onnx.graph.node for o in n.output}
-            missing = [v for v in key if v not in known]
+            known = {o for n in base.graph.node for o in n.output}
+            missing = [v for v in key[0] if v not in known]
             if missing:
                 raise BadInputError(f"the graph has no value named {missing[0]!r}")
             extended = onnx.ModelProto()
-            extended.CopyFrom(self.onnx)
+            extended.CopyFrom(base)
             present = {o.name for o in extended.graph.output}
-            for v in key:
+            for v in key[0]:
                 if v not in present:
                     extended.graph.output.append(onnx.helper.make_empty_tensor_value_info(v))
-            module = to_torch(extended).to(self.torch_device).eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-            cache[key] = _SelectOutputs(module, [o.name for o in extended.graph.output], self.output_name, key)
+            module = self._build_torch(extended)
+            cache[key] = _SelectOutputs(module, [o.name for o in extended.graph.output], self.output_name, key[0])
         return cache[key]
 
     @property

@@ -93,7 +93,17 @@ def test_report_passes_ig_steps_and_tolerance_on(tiny_onnx, tiny_data, tmp_path:
     assert_json(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--methods", "ig", "--steps", "4",
                        "--tolerance", "0.05", "--out", out, "--json"))
     params = json.loads((out / "report.json").read_text())["sections"]["ig"]["params"]
-    assert params["steps"] == 4 and params["tolerance"] == 0.05
+    assert params["steps"] == 4 and params["tolerance"] == 0.05 and params["target_output"] == "logit"
+
+
+def test_report_passes_the_target_output_to_every_gradient_method(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    out = tmp_path / "prob"
+    assert_json(invoke("report", tiny_onnx(softmax=True), "--data", tiny_data["csv"], "--methods", "saliency,ig,lime",
+                       "--steps", "4", "--target-output", "probability", "--out", out, "--json"))
+    sections = json.loads((out / "report.json").read_text())["sections"]
+    assert sections["saliency"]["params"]["target_output"] == "probability"
+    assert sections["ig"]["params"]["target_output"] == "probability"
+    assert "target_output" not in sections["lime"]["params"]
 
 
 def test_demo_hands_its_folder_progress_and_device_to_the_engine(monkeypatch, tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ from captum.attr import IntegratedGradients
 
 from onnxplain.engine import BadInputError, InputSpec, Model, explain
 from onnxplain.engine.methods.ig import make_baseline, quadrature
-from tests.engine.gradient_data import TINY, captum_inputs, mnist_digits, o01, o03, tiny_inputs  # noqa: F401
+from tests.engine.gradient_data import TINY, captum_inputs, mnist_digits, o01, o03, ort_scores, tiny_inputs  # noqa: F401
 
 
 def captum_ig(model: Model, x: np.ndarray, baseline: np.ndarray, targets: np.ndarray, steps: int,
               method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
     xt, tt = captum_inputs(x, targets)
     bt, _ = captum_inputs(baseline, targets)
-    attr, delta = IntegratedGradients(model.torch_module).attribute(
+    attr, delta = IntegratedGradients(model.torch_scores("logit")).attribute(
         xt, baselines=bt.detach(), target=tt, n_steps=steps, method=method, return_convergence_delta=True)
     return attr.detach().numpy(), delta.detach().numpy()
 
@@ -33,7 +33,7 @@ def test_equals_captum_on_tiny_models(tiny_onnx, kind, integration):
     np.testing.assert_allclose(e.extras["attributions"], ref, rtol=0, atol=1e-4 * scale)
     np.testing.assert_allclose(e.maps, ref.sum(axis=model.spec.channel_axis), rtol=0, atol=1e-4 * scale)
     np.testing.assert_allclose(e.extras["delta"], delta, rtol=0, atol=1e-4 * scale)
-    np.testing.assert_allclose(e.scores, model.predict(x)[np.arange(3), e.targets], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(e.scores, ort_scores(model, x)[np.arange(3), e.targets], rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -46,11 +46,12 @@ def test_equals_captum_on_o01(o01, faces, baseline):
 
 
 def completeness_against_onnxruntime(model: Model, e) -> np.ndarray:
-    """|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)| with f from onnxruntime (not the torch module)."""
+    """|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)| with f, the explained score, from
+    onnxruntime (not the torch module)."""
     n = len(e)
     rows = np.arange(n)
-    fx = model.predict(e.inputs)[rows, e.targets]
-    fb = model.predict(e.extras["baseline"])[rows, e.targets]
+    fx = ort_scores(model, e.inputs, e.params["target_output"])[rows, e.targets]
+    fb = ort_scores(model, e.extras["baseline"], e.params["target_output"])[rows, e.targets]
     total = e.extras["attributions"].reshape(n, -1).sum(axis=1, dtype=np.float64)
     return np.abs(total - (fx - fb)) / np.abs(fx - fb)
 
