@@ -89,6 +89,7 @@ class Model:
         std: Sequence[float] | float | None = None,
         labels: str | Sequence[str] | None = None,
         threads: int | None = None,
+        channel_order: str | None = None,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise BadInputError(f"device {device!r} is not 'cpu' or 'cuda' (resolve 'auto' before building a Model)")
@@ -99,8 +100,13 @@ class Model:
         self.sidecar: dict[str, Any] = read_sidecar(self.path) or {}
         self.spec = InputSpec.from_onnx(
             self.onnx, self.sidecar, layout=layout, input_shape=input_shape,
-            scale=scale, mean=mean, std=std, labels=labels,
+            scale=scale, mean=mean, std=std, labels=labels, channel_order=channel_order,
         )
+        # Where the preprocessing came from: the user's flags, the sidecar (the user's, at export), or the
+        # x/255 default; engine.preprocessing_check may replace a default one, and says so (`preprocessing_check`).
+        given = any(v is not None for v in (scale, mean, std, channel_order))
+        self.preprocessing_source = "flags" if given else ("sidecar" if "preprocessing" in self.sidecar else "default")
+        self.preprocessing_check: dict[str, Any] | None = None
         # ONNXPLAIN_THREADS caps onnxruntime's threads where several processes share few cores (test workers).
         self._threads = threads or int(os.environ.get("ONNXPLAIN_THREADS", "0") or 0) or None
         self.session = self._make_session()
@@ -395,7 +401,8 @@ class Model:
             "producer": f"{self.onnx.producer_name} {self.onnx.producer_version}".strip(),
             "input": {"name": self.spec.input_name, "layout": self.spec.layout, "channels": self.spec.channels,
                       "height": self.spec.height, "width": self.spec.width, "dynamic_batch": self.spec.dynamic_batch},
-            "preprocessing": {"scale": self.spec.scale, "mean": list(self.spec.mean), "std": list(self.spec.std)},
+            "preprocessing": {**self.spec.preprocessing(), "channel_order": self.spec.channel_order,
+                              "source": self.preprocessing_source, "check": self.preprocessing_check},
             "labels": list(self.spec.labels) if self.spec.labels else None,
             "classes": self.n_classes,
             "output_kind": self.output_kind,

@@ -176,6 +176,8 @@ def display_to_model(spec: "InputSpec", images: torch.Tensor) -> torch.Tensor:
     dev, dt = images.device, images.dtype
     mean = torch.tensor(spec.mean, device=dev, dtype=dt).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, device=dev, dtype=dt).view(1, -1, 1, 1)
+    if spec.bgr:
+        images = images.flip(1)
     x = (images * (255.0 * spec.scale) - mean) / std
     return x.permute(0, 2, 3, 1) if spec.layout == "NHWC" else x
 
