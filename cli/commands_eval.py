@@ -99,6 +99,7 @@ def report_command(
 
     Model summary, evaluation and confusion matrix, per-class saliency, LIME, integrated gradients,
     occlusion, Grad-CAM, filter visualisation, activation maps and deep dream."""
+    from onnxplain.engine.preprocessing_check import detect_preprocessing
     from onnxplain.engine.report import build_report
 
     check_model_path(model)
@@ -107,6 +108,10 @@ def report_command(
     with command_output(json_mode=json_out, quiet=quiet) as run:
         m = open_model(model, model_opts, run.progress)
         ds = open_dataset(m, data, run.progress, limit=limit)
+        # No preprocessing from the flags or the sidecar: check x/255 against the usual conventions and the
+        # one the .py files beside the model show, on the labelled data (the report says what it chose).
+        run.progress("checking the preprocessing on the labelled data", None)
+        detect_preprocessing(m, ds, code=sorted(model.resolve().parent.glob("*.py")))
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
                             progress=run.progress, method_params=gradient_params(steps, tolerance, target_output))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -69,8 +70,8 @@ def usual_conventions(channels: int) -> list[Convention]:
 
 
 def current_convention(spec: "InputSpec") -> Convention:
-    """The model's preprocessing now, named after the usual convention it equals (else 'current')."""
-    here = Convention("current", spec.scale, spec.mean, spec.std, spec.channel_order)
+    """The model's preprocessing now, named after the usual convention it equals (else 'custom')."""
+    here = Convention("custom", spec.scale, spec.mean, spec.std, spec.channel_order)
     for c in usual_conventions(spec.channels):
         if _same(c.apply(spec), spec):
             return replace(here, name=c.name)
@@ -142,17 +143,22 @@ def clearly_better(a: float, b: float, n: int) -> bool:
     return a - b >= max(MIN_GAIN, 3 * se)
 
 
-def detect_preprocessing(model: "Model", dataset: "Dataset", *, candidate: Convention | None = None,
-                         scanned: dict[str, Any] | None = None, sample: int = SAMPLE,
-                         seed: int = 0) -> dict[str, Any] | None:
+def detect_preprocessing(model: "Model", dataset: "Dataset", *, code: Sequence[str | Path] = (),
+                         sample: int = SAMPLE, seed: int = 0) -> dict[str, Any] | None:
     """Check the model's default preprocessing on `dataset` and switch to a clearly better one.
 
+    `code`: the student's .py files; the preprocessing they show (parsed, never run) is tried too.
     Does nothing (returns None) when the preprocessing came from the user (flags, or a sidecar
     written from flags) or the data has no usable labels. Otherwise sets `model.spec` to the chosen
     convention, `model.preprocessing_check` to the record (also when nothing changed) and returns it."""
     if model.preprocessing_source != "default":
         return None
-    check = check_preprocessing(model, dataset, sample=sample, seed=seed, candidate=candidate, scanned=scanned)
+    from onnxplain.exporters.preprocessing_scan import scan_preprocessing
+
+    scanned = scan_preprocessing(code) if code else None
+    candidate = convention_from(scanned.as_dict(), "from the student's code") if scanned else None
+    check = check_preprocessing(model, dataset, sample=sample, seed=seed, candidate=candidate,
+                                scanned=scanned.as_dict() if scanned else None)
     if check is None:
         return None
     record = check.record()
@@ -162,6 +168,33 @@ def detect_preprocessing(model: "Model", dataset: "Dataset", *, candidate: Conve
         log.warning("%s: %s", model.path.name, check.message)
     model.preprocessing_check = record
     return record
+
+
+def preprocessing_row(model: "Model", dataset: "Dataset", code: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Detect (when the preprocessing is the default) and say what the model is fed: a grade row's
+    `preprocessing` (one sentence) and `preprocessing_check` (the table of what was tried, or None)."""
+    detect_preprocessing(model, dataset, code=code)
+    return {"preprocessing": describe(model), "preprocessing_check": model.preprocessing_check}
+
+
+SOURCES = {"flags": "given by the flags", "sidecar": "recorded in the sidecar at export",
+           "default": "the x/255 default", "detected": "chosen on the labelled data"}
+
+
+def describe(model: "Model") -> str:
+    """One sentence: the convention, its formula, where it came from and what the check found."""
+    spec = model.spec
+    text = (f"{current_convention(spec).name}: model input = (pixel x {spec.scale:.6g} - {nums(spec.mean)}) / "
+            f"{nums(spec.std)}, pixel in 0..255{', channels in BGR order' if spec.bgr else ''}; "
+            f"{SOURCES.get(model.preprocessing_source, model.preprocessing_source)}")
+    check = model.preprocessing_check
+    return f"{text} ({check['message']})" if check else text
+
+
+def nums(values: Sequence[float]) -> str:
+    """One number when all channels agree, else the tuple."""
+    vals = [f"{v:.4g}" for v in values]
+    return vals[0] if len(set(vals)) == 1 else "(" + ", ".join(vals) + ")"
 
 
 def _labelled(model: "Model", dataset: "Dataset") -> "Dataset | None":
