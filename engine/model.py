@@ -19,7 +19,7 @@ from .batching import batch_slices
 from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError
 from .input_spec import InputSpec
 from .layers import LayerInfo, onnx_layers
-from .output_head import TargetOutput, check_target_output, final_softmax, score_graph
+from .output_head import TargetOutput, as_probabilities, check_target_output, final_softmax, score_graph
 from .sidecar import read_sidecar
 
 if TYPE_CHECKING:
@@ -252,8 +252,17 @@ class Model:
     @cached_property
     def torch_module(self) -> "torch.nn.Module":
         """The same network as a torch module on this Model's device, checked once against onnxruntime."""
-        module = self._build_torch(self.onnx)
-        self._torch_parity = self._check_torch_parity(module)
+        return self._checked(self._build_torch(self.onnx), self._graph_output)
+
+    @property
+    def _graph_output(self) -> str:
+        """What the graph itself outputs: logit, probability or log_probability."""
+        head = self._final_softmax
+        return "logit" if head is None else ("probability" if head.op_type == "Softmax" else "log_probability")
+
+    def _checked(self, module: "torch.nn.Module", output: str) -> "torch.nn.Module":
+        """`module` (whose output is `output`), its parity with onnxruntime measured and kept, warned about."""
+        self._torch_parity = self._check_torch_parity(module, output)
         if self._torch_parity > TORCH_PARITY_WARN:
             msg = (f"{self.path.name}: the torch module differs from onnxruntime by {self._torch_parity:.2e} "
                    f"(> {TORCH_PARITY_WARN:g}); gradient methods may not match forward methods")
@@ -294,7 +303,7 @@ class Model:
         cache = self.__dict__.setdefault("_torch_scores", {})
         key = self.explained_output(target_output)
         if key not in cache:
-            cache[key] = self._build_torch(graph)
+            cache[key] = self._checked(self._build_torch(graph), key)
         return cache[key]
 
     def torch_affine_split(self, target_output: str = "logit") -> "AffineSplit | None":
@@ -344,7 +353,9 @@ class Model:
         assert self._torch_parity is not None
         return self._torch_parity
 
-    def _check_torch_parity(self, module: "torch.nn.Module") -> float:
+    def _check_torch_parity(self, module: "torch.nn.Module", output: str) -> float:
+        """Max |onnxruntime - torch| on seeded random inputs; compared as probabilities when the module
+        outputs another score than the graph (the logit of a softmax model)."""
         import torch
 
         rng = np.random.default_rng(0)
@@ -359,6 +370,8 @@ class Model:
             raise ConversionError(f"the torch module built from {self.path.name} fails to run: {first}") from exc
         if got.shape != ref.shape:
             raise ConversionError(f"the torch module gives shape {got.shape}, onnxruntime {ref.shape}")
+        if output != self._graph_output:
+            got, ref = as_probabilities(got, output), as_probabilities(ref, self._graph_output)
         return float(np.abs(got - ref).max())
 
     # ------------------------------------------------------------------ structure

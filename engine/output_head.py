@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -32,6 +33,16 @@ def check_target_output(value: str) -> TargetOutput:
     if value not in TARGET_OUTPUTS:
         raise BadInputError(f"target_output {value!r} is not one of: {', '.join(TARGET_OUTPUTS)}")
     return value  # type: ignore[return-value]
+
+
+def as_probabilities(y: np.ndarray, kind: str) -> np.ndarray:
+    """Class probabilities (last axis) from logits, log-probabilities or probabilities (`kind`)."""
+    if kind == "probability":
+        return y
+    if kind == "log_probability":
+        return np.exp(y)
+    z = np.exp(y - y.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
 
 
 def final_softmax(model: onnx.ModelProto) -> onnx.NodeProto | None:

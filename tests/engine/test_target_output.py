@@ -44,6 +44,15 @@ def test_softmax_model_is_recorded_as_probabilities(softmax_model, tiny_onnx):
     assert logits.output_kind == "logits" and output_record(logits.onnx) == {"kind": "logits", "softmax": None}
 
 
+def test_the_logit_module_is_checked_against_onnxruntime(tiny_onnx):
+    """Only the logit module may ever be built for a softmax model: its parity (as probabilities) is the one
+    the summary reports."""
+    model = Model(tiny_onnx(softmax=True, **SOFTMAX))
+    assert model.summary()["torch_parity"] is None
+    model.torch_scores("logit")
+    assert "torch_module" not in model.__dict__ and 0 <= model.summary()["torch_parity"] < 1e-5
+
+
 def test_saliency_explains_the_logit_by_default(softmax_model):
     x = tiny_inputs(softmax_model, 4)
     e = explain(softmax_model, x, "saliency", preprocessed=True, batch_size=3)
