@@ -8,7 +8,7 @@ Models: o01 (tf2onnx, NHWC 48x48x1) as it is and k01 (Keras 2.0.5 mini-Xception)
 `onnxplain.exporters.ensure_onnx` with the MANIFEST's preprocessing. Images: the first 1 and 16 real
 LFW faces, resized by the model's spec; targets are the predicted classes, fixed before timing.
 Methods: saliency, SmoothGrad (25 samples, sigma 0.15), IG (50 steps, black baseline,
-Gauss-Legendre) and Grad-CAM (last conv layer): ours (`explain` on `Model.torch_module`, the
+Gauss-Legendre) and Grad-CAM (last conv layer): ours (`explain` on `Model.torch_scores`, the
 optimised module) vs Captum on the plain onnx2torch module of the same file
 (`onnx2torch.convert(onnx.load(p)).eval()`).
 
@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     env = reports[0].environment
     head = (f"## Gradient methods, onnxplain vs Captum, on {reports[0].device_name}\n\n"
             f"torch threads {env['torch_threads']}. The first {max(config.batch_sizes)} faces of {FACES}; Captum on "
-            "the plain onnx2torch module, onnxplain on Model.torch_module; speedup = median over interleaved pairs "
+            "the plain onnx2torch module, onnxplain on Model.torch_scores; speedup = median over interleaved pairs "
             "of Captum / onnxplain.")
     write_results("benchmarks.gradient_methods", args.out, f"gradient_methods-{args.device}", reports, head)
     return 0

@@ -1,14 +1,16 @@
 """How complete integrated gradients is on real faces, at fixed steps and with a tolerance.
 
     .venv/bin/python -m benchmarks.ig_completeness [--models o01,k01] [--images 100] [--steps 64]
-                                                  [--tolerance 0.01] [--cache DIR]
+                                                  [--tolerance 0.01] [--target-output logit,probability]
+                                                  [--cache DIR]
 
 For each model (a zoo key or a path; k01 is exported with the MANIFEST's preprocessing) and the first
 `--images` LFW faces: the completeness error |sum(attributions) - (f(x) - f(baseline))| / |f(x) - f(baseline)|
 (black baseline, predicted class, Gauss-Legendre) with `--steps` steps, and again with
 `tolerance=--tolerance` (the images above it integrated again with doubled steps, up to 1,024): the
 median error, the share of images within the tolerance, the steps the images ended with, and the
-seconds of each run. Prints a markdown table.
+seconds of each run, for each `--target-output` (the score explained: the logit, the default, or the
+probability of these softmax models). Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -26,14 +28,14 @@ from onnxplain.engine import Model, explain
 from .run import face_images, model_path
 
 
-def row(name: str, model: Model, faces: np.ndarray, steps: int, tolerance: float | None) -> str:
+def row(name: str, model: Model, faces: np.ndarray, steps: int, tolerance: float | None, output: str) -> str:
     start = time.perf_counter()
-    e = explain(model, list(faces), "ig", steps=steps, tolerance=tolerance)
+    e = explain(model, list(faces), "ig", steps=steps, tolerance=tolerance, target_output=output)
     seconds = time.perf_counter() - start
     err = e.extras["completeness_error"]
     limit = tolerance if tolerance is not None else 0.01
     used = dict(sorted(collections.Counter(e.extras["steps"].tolist()).items()))
-    return (f"| {name} | {steps} | {tolerance if tolerance is not None else '-'} | {np.median(err):.4f} | "
+    return (f"| {name} | {output} | {steps} | {tolerance if tolerance is not None else '-'} | {np.median(err):.4f} | "
             f"{(err <= limit).mean():.0%} | {err.max():.3g} | {', '.join(f'{k}: {v}' for k, v in used.items())} | "
             f"{seconds:.1f} |")
 
@@ -44,16 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--tolerance", type=float, default=0.01)
+    ap.add_argument("--target-output", default="logit,probability")
     ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
     args = ap.parse_args(argv)
     faces = face_images(args.images)
-    print("| model | steps | tolerance | median error | within tolerance (1% without) | worst | images by final steps "
+    print("| model | target output | steps | tolerance | median error | within tolerance (1% without) | worst | images by final steps "
           "| seconds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for key in args.models.split(","):
         model = Model(model_path(key, args.cache))
-        for tolerance in (None, args.tolerance):
-            print(row(key, model, faces, args.steps, tolerance), flush=True)
+        for output in args.target_output.split(","):
+            for tolerance in (None, args.tolerance):
+                print(row(key, model, faces, args.steps, tolerance, output), flush=True)
     return 0
 
 

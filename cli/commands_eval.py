@@ -12,7 +12,7 @@ from rich.table import Table
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
 from .options import (
     DataOpt, Device, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, MethodsOpt,
-    ModelArg, OutOpt, PerClassOpt, QuietOpt, SeedOpt, ig_params, parse_methods,
+    ModelArg, OutOpt, PerClassOpt, QuietOpt, SeedOpt, TargetOutputOpt, gradient_params, parse_methods,
 )
 from .output import OUT_ROOT, command_output, default_out, save_json, say
 
@@ -86,6 +86,7 @@ def report_command(
     history: HistoryOpt = None,
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
+    target_output: TargetOutputOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
@@ -100,6 +101,7 @@ def report_command(
     occlusion, Grad-CAM, filter visualisation, activation maps and deep dream."""
     from onnxplain.engine.errors import BadInputError
     from onnxplain.engine.history import read_history
+    from onnxplain.engine.preprocessing_check import detect_preprocessing
     from onnxplain.engine.report import build_report
 
     check_model_path(model)
@@ -111,9 +113,14 @@ def report_command(
     with command_output(json_mode=json_out, quiet=quiet) as run:
         m = open_model(model, model_opts, run.progress, data=data)
         ds = open_dataset(m, data, run.progress, limit=limit)
+        # No preprocessing from the flags or the sidecar: check x/255 against the usual conventions and the
+        # one the .py files beside the model show, on the labelled data (the report says what it chose).
+        run.progress("checking the preprocessing on the labelled data", None)
+        detect_preprocessing(m, ds, code=sorted(model.resolve().parent.glob("*.py")))
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
-                            progress=run.progress, method_params=ig_params(steps, tolerance), training=training)
+                            progress=run.progress, method_params=gradient_params(steps, tolerance, target_output),
+                            training=training)
         doc = {"command": "report", "model": str(model), "data": str(data), "report": str(page), "out": str(folder)}
         run.result(doc, paths=[page], human=lambda console: say(console, f"report for {model.name} on {data.name}:"))
 

@@ -16,7 +16,7 @@ from onnxplain.engine.errors import BadInputError
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model
 from .options import (
     METHOD_PANEL, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, ModelArg, OptionalDataOpt, OutOpt, QuietOpt,
-    SeedOpt, Segments,
+    SeedOpt, Segments, TargetOutputOpt,
 )
 from .output import CommandOutput, command_output, default_out, save_json, save_npy, say, unique_names
 
@@ -61,6 +61,7 @@ def explain_command(
         rich_help_panel=METHOD_PANEL, show_default=False)] = None,
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
+    target_output: TargetOutputOpt = None,
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", help="IG: black, blurred or noise; occlusion: a pixel value 0..255, mean or blur.",
         rich_help_panel=METHOD_PANEL, show_default=False)] = None,
@@ -92,12 +93,12 @@ def explain_command(
     info = get_method(method)  # an unknown method fails here, listing the known ones
     given = {"samples": samples, "segments": segments.value if segments else None, "impl": impl, "steps": steps,
              "tolerance": tolerance, "baseline": _number_or_text(baseline), "sigma": sigma, "window": window,
-             "stride": stride, "layer": layer}
+             "stride": stride, "layer": layer, "target_output": target_output.value if target_output else None}
     params = {k: v for k, v in given.items() if v is not None}
     unknown = sorted(set(params) - set(info.params))
     if unknown:
-        flags = ", ".join(f"--{k}" for k in unknown)
-        own = ", ".join(f"--{k}" for k in sorted(info.params) if k in given) or "none"
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
+        own = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(info.params) if k in given) or "none"
         raise BadInputError(f"{flags} does not apply to --method {method}; its options: {own}")
     if not inputs and data is None:
         raise BadInputError("give INPUTS (images, arrays, DATA:ROWS) or --data PATH with --per-class K")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .options import (
     DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayoutOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt,
-    TrustOpt, ig_params,
+    TargetOutputOpt, TrustOpt, gradient_params,
 )
 from .output import OUT_ROOT, command_output, say
 
@@ -50,6 +50,7 @@ def grade_command(
     = None,
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
+    target_output: TargetOutputOpt = None,
     limit: LimitOpt = None,
     trust: TrustOpt = False,
     device: DeviceOpt = Device.cpu,
@@ -73,7 +74,7 @@ def grade_command(
     unknown = [m for m in chosen if m not in method_names()]
     if unknown:
         raise BadInputError(f"unknown method {unknown[0]!r}; known methods: {', '.join(method_names())}")
-    params: dict[str, dict[str, Any]] = ig_params(steps, tolerance)
+    params: dict[str, dict[str, Any]] = gradient_params(steps, tolerance, target_output)
     if samples is not None:
         params["lime"] = {"samples": samples}
     options = GradeOptions(

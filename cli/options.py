@@ -22,6 +22,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class TargetOutput(str, Enum):
+    logit = "logit"
+    probability = "probability"
+
+
 class Layout(str, Enum):
     NCHW = "NCHW"
     NHWC = "NHWC"
@@ -117,12 +122,27 @@ IgStepsOpt = Annotated[Optional[int], typer.Option(
 IgToleranceOpt = Annotated[Optional[float], typer.Option(
     "--tolerance", help="IG: integrate again with twice the steps (up to 1024) each image whose completeness error "
     "is above this fraction, e.g. 0.01.", rich_help_panel=METHOD_PANEL, show_default=False)]
+TargetOutputOpt = Annotated[Optional[TargetOutput], typer.Option(
+    "--target-output", help="Gradient methods (saliency, smoothgrad, ig, gradcam): explain the pre-softmax score "
+    "(logit, the default, also for models ending in softmax) or the probability.", case_sensitive=False,
+    rich_help_panel=METHOD_PANEL, show_default=False)]
 
 
-def ig_params(steps: int | None, tolerance: float | None) -> dict[str, dict[str, Any]]:
-    """The per-method parameters a report or grade passes on for integrated gradients (only those given)."""
-    given = {k: v for k, v in {"steps": steps, "tolerance": tolerance}.items() if v is not None}
-    return {"ig": given} if given else {}
+def gradient_params(steps: int | None, tolerance: float | None,
+                    target_output: TargetOutput | None = None) -> dict[str, dict[str, Any]]:
+    """The per-method parameters a report or grade passes on (only those given): integrated gradients'
+    steps and tolerance, and the target output of every method that takes one."""
+    from onnxplain.engine.registry import get_method, method_names
+
+    params: dict[str, dict[str, Any]] = {}
+    ig = {k: v for k, v in {"steps": steps, "tolerance": tolerance}.items() if v is not None}
+    if ig:
+        params["ig"] = ig
+    if target_output is not None:
+        for name in method_names():
+            if "target_output" in get_method(name).params:
+                params.setdefault(name, {})["target_output"] = target_output.value
+    return params
 
 
 def parse_index_list(text: str | None, what: str) -> list[int] | None:

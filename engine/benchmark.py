@@ -750,7 +750,8 @@ class References:
     """The reference implementation of each method, on the same model file and images.
 
     Captum runs on the plain onnx2torch module of the file (`onnx2torch.convert(onnx.load(path))`,
-    none of onnxplain's graph optimisations), on the Model's device; LIME is the lime package's
+    none of onnxplain's graph optimisations), on the Model's device; for gradient methods, of the graph
+    whose output they explain (`Model.score_onnx`: the logit unless `target_output` says otherwise); LIME is the lime package's
     `LimeImageExplainer`, fed through our `Model.predict` and given the same superpixels as ours.
     `build` returns the prepared calls (name -> zero-argument callable) so that only the attribution
     itself is timed; LIME has one per batch size of the lime package.
@@ -762,17 +763,26 @@ class References:
     @cached_property
     def plain(self) -> "torch.nn.Module":
         import onnx
+
+        return self._convert(onnx.load(str(self.model.path)))
+
+    def scored(self, params: dict[str, Any]) -> "torch.nn.Module":
+        """The plain module of the graph whose output a gradient method with `params` explains."""
+        graph = self.model.score_onnx(params.get("target_output", "logit"))
+        return self.plain if graph is self.model.onnx else self._convert(graph)
+
+    def _convert(self, graph: Any) -> "torch.nn.Module":
         import onnx2torch
 
-        return onnx2torch.convert(onnx.load(str(self.model.path))).eval().to(self.model.torch_device)
+        return onnx2torch.convert(graph).eval().to(self.model.torch_device)
 
-    def module_for_value(self, value: str) -> "torch.nn.Module":
-        """The plain module's submodule that computes the ONNX value `value` (for Captum's layer methods)."""
+    def module_for_value(self, module: "torch.nn.Module", value: str) -> "torch.nn.Module":
+        """The submodule of a plain module that computes the ONNX value `value` (for Captum's layer methods)."""
         from onnx2torch.onnx_graph import OnnxGraph
 
         for name, node in OnnxGraph(self.model.onnx.graph).nodes.items():
             if value in node.output_values:
-                return self.plain.get_submodule(name)
+                return module.get_submodule(name)
         raise BadInputError(f"no node of {self.model.path.name} computes {value!r}")
 
     def build(self, method: str, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], *,
@@ -795,7 +805,7 @@ class References:
     def _saliency(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> Calls:
         attr = _require("captum.attr")
         xt, tt = self._tensors(x, targets)
-        sal, axis = attr.Saliency(self.plain), self.model.spec.channel_axis
+        sal, axis = attr.Saliency(self.scored(params)), self.model.spec.channel_axis
         return {REFERENCES["saliency"]: lambda: _to_numpy(sal.attribute(xt, target=tt, abs=True).amax(dim=axis))}
 
     def _smoothgrad(self, x: np.ndarray, targets: np.ndarray, params: dict[str, Any], **_: Any) -> Calls:
@@ -803,7 +813,7 @@ class References:
         from .methods.smoothgrad import noise_sd
 
         xt, tt = self._tensors(x, targets)
-        tunnel, axis = attr.NoiseTunnel(attr.Saliency(self.plain)), self.model.spec.channel_axis
+        tunnel, axis = attr.NoiseTunnel(attr.Saliency(self.scored(params))), self.model.spec.channel_axis
         samples = int(params.get("samples", 25))
         # Captum takes one standard deviation per input tensor; ours is per image: use their mean.
         sd = float(noise_sd(x, float(params.get("sigma", 0.15))).mean())
@@ -819,7 +829,7 @@ class References:
 
         xt, tt = self._tensors(x, targets)
         base = torch.tensor(make_baseline(self.model.spec, x, params.get("baseline", "black"), seed), device=xt.device)
-        ig, axis = attr.IntegratedGradients(self.plain), self.model.spec.channel_axis
+        ig, axis = attr.IntegratedGradients(self.scored(params)), self.model.spec.channel_axis
         steps, how = int(params.get("steps", 50)), params.get("integration", "gausslegendre")
         return {REFERENCES["ig"]: lambda: _to_numpy(ig.attribute(
             xt, baselines=base, target=tt, n_steps=steps, method=how, internal_batch_size=batch_size).sum(dim=axis))}
@@ -828,7 +838,8 @@ class References:
         attr = _require("captum.attr")
         layer = self.model.find_layer(params.get("layer"), kind="conv")
         xt, tt = self._tensors(x, targets)
-        cam = attr.LayerGradCam(self.plain, self.module_for_value(layer.output))
+        plain = self.scored(params)
+        cam = attr.LayerGradCam(plain, self.module_for_value(plain, layer.output))
         size = (self.model.spec.height, self.model.spec.width)
         return {REFERENCES["gradcam"]: lambda: _to_numpy(attr.LayerAttribution.interpolate(
             cam.attribute(xt, target=tt, relu_attributions=True), size, "bilinear").squeeze(1))}

@@ -1,7 +1,9 @@
 """InputSpec: what a model expects, and the two-way mapping between user images and model input.
 
-Pixel space is 0..255 (what an 8-bit image holds). The model sees
-`(pixel * scale - mean) / std` in its own layout (NCHW or NHWC) and channel count.
+Pixel space is 0..255 (what an 8-bit image holds), colour images in RGB order. The model sees
+`(pixel * scale - mean) / std` in its own layout (NCHW or NHWC) and channel count, with the colour
+channels reversed first when it was trained on BGR (OpenCV's `cv2.imread` order): `channel_order`;
+`mean` and `std` are then in the model's (BGR) order, as the student wrote them.
 Float images whose values all lie in [0, 1] are taken as pixel / 255.
 """
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .errors import BadInputError, UnsupportedModelError
 from .labels import parse_labels
 
 Layout = Literal["NCHW", "NHWC"]
+ChannelOrder = Literal["RGB", "BGR"]
+CHANNEL_ORDERS = ("RGB", "BGR")
 _CHANNEL_COUNTS = (1, 3)
 
 
@@ -32,6 +36,7 @@ class InputSpec:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     labels: tuple[str, ...] | None = field(default=None)
+    channel_order: ChannelOrder = "RGB"
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -46,6 +51,7 @@ class InputSpec:
         mean: Sequence[float] | float | None = None,
         std: Sequence[float] | float | None = None,
         labels: str | Sequence[str] | None = None,
+        channel_order: str | None = None,
     ) -> "InputSpec":
         """Explicit arguments win over the sidecar, which wins over what the graph shows."""
         sidecar = sidecar or {}
@@ -98,10 +104,14 @@ class InputSpec:
         if any(s == 0 for s in pre_std):
             raise BadInputError("--std must not contain 0")
         names = parse_labels(labels) if labels is not None else parse_labels(sidecar.get("labels"))
+        order = str(channel_order or side_pre.get("channel_order") or "RGB").upper()
+        if order not in CHANNEL_ORDERS:
+            raise BadInputError(f"channel order {order!r} is not RGB or BGR")
         return cls(
             layout=chosen, channels=int(c), height=int(h), width=int(w),
             dynamic_batch=dims[0] is None, input_name=value.name,
             scale=float(pre_scale), mean=pre_mean, std=pre_std, labels=names,
+            channel_order=order if c == 3 else "RGB",  # type: ignore[arg-type]
         )
 
     def with_labels(self, labels: str | Sequence[str] | None) -> "InputSpec":
@@ -112,11 +122,22 @@ class InputSpec:
         out: dict[str, Any] = {
             "input": {"name": self.input_name, "layout": self.layout, "channels": self.channels,
                       "height": self.height, "width": self.width, "dynamic_batch": self.dynamic_batch},
-            "preprocessing": {"scale": self.scale, "mean": list(self.mean), "std": list(self.std)},
+            "preprocessing": self.preprocessing(),
         }
         if self.labels:
             out["labels"] = list(self.labels)
         return out
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The sidecar's `preprocessing` entry (channel_order only for BGR colour models)."""
+        out: dict[str, Any] = {"scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
+        if self.channel_order != "RGB":
+            out["channel_order"] = self.channel_order
+        return out
+
+    @property
+    def bgr(self) -> bool:
+        return self.channels == 3 and self.channel_order == "BGR"
 
     # ----------------------------------------------------------------- geometry
     @property
@@ -197,7 +218,9 @@ class InputSpec:
         return pix
 
     def pixels_to_model(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, H, W, C) pixels 0..255 -> float32 model input in the model's layout."""
+        """(N, H, W, C) pixels 0..255 (RGB) -> float32 model input in the model's layout and channel order."""
+        if self.bgr:
+            pixels = pixels[..., ::-1]
         x = (pixels.astype(np.float32) * np.float32(self.scale) - np.asarray(self.mean, np.float32)) / np.asarray(
             self.std, np.float32
         )
@@ -216,6 +239,8 @@ class InputSpec:
         if self.layout == "NCHW":
             x = np.transpose(x, (0, 2, 3, 1))
         pix = (x * np.asarray(self.std, np.float32) + np.asarray(self.mean, np.float32)) / np.float32(self.scale)
+        if self.bgr:
+            pix = pix[..., ::-1]
         return np.clip(pix, 0.0, 255.0)
 
     def to_display(self, x: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from .batching import batch_slices
 from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError
 from .input_spec import InputSpec
 from .layers import LayerInfo, onnx_layers
+from .output_head import TargetOutput, as_probabilities, check_target_output, final_softmax, score_graph
 from .sidecar import read_sidecar
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Model:
         std: Sequence[float] | float | None = None,
         labels: str | Sequence[str] | None = None,
         threads: int | None = None,
+        channel_order: str | None = None,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise BadInputError(f"device {device!r} is not 'cpu' or 'cuda' (resolve 'auto' before building a Model)")
@@ -114,8 +116,13 @@ class Model:
         self.sidecar: dict[str, Any] = read_sidecar(self.path) or {}
         self.spec = InputSpec.from_onnx(
             self.onnx, self.sidecar, layout=layout, input_shape=input_shape,
-            scale=scale, mean=mean, std=std, labels=labels,
+            scale=scale, mean=mean, std=std, labels=labels, channel_order=channel_order,
         )
+        # Where the preprocessing came from: the user's flags, the sidecar (the user's, at export), or the
+        # x/255 default; engine.preprocessing_check may replace a default one, and says so (`preprocessing_check`).
+        given = any(v is not None for v in (scale, mean, std, channel_order))
+        self.preprocessing_source = "flags" if given else ("sidecar" if "preprocessing" in self.sidecar else "default")
+        self.preprocessing_check: dict[str, Any] | None = None
         # ONNXPLAIN_THREADS caps onnxruntime's threads where several processes share few cores (test workers).
         self._threads = threads or int(os.environ.get("ONNXPLAIN_THREADS", "0") or 0) or None
         self.session = self._make_session()
@@ -168,12 +175,12 @@ class Model:
         side = (self.sidecar.get("output") or {}).get("kind")
         if side in ("probabilities", "logits"):
             return side
-        producers = {o: n for n in self.onnx.graph.node for o in n.output}
-        node = producers.get(self.output_name)
         # tf2onnx and torch exporters may put Identity/Reshape after the softmax.
-        while node is not None and node.op_type in ("Identity", "Reshape", "Squeeze", "Flatten"):
-            node = producers.get(node.input[0])
-        return "probabilities" if node is not None and node.op_type in ("Softmax", "LogSoftmax") else "logits"
+        return "probabilities" if self._final_softmax is not None else "logits"
+
+    @cached_property
+    def _final_softmax(self) -> "onnx.NodeProto | None":
+        return final_softmax(self.onnx)
 
     def predict(self, x: np.ndarray, batch_size: int = 256, *, io_binding: bool | None = None) -> np.ndarray:
         """Model outputs for preprocessed input `x` (N, *spec.shape), run in batches of `batch_size`.
@@ -250,9 +257,8 @@ class Model:
 
         return torch.device(self.device)
 
-    @cached_property
-    def torch_module(self) -> "torch.nn.Module":
-        """The same network as a torch module on this Model's device, checked once against onnxruntime."""
+    def _build_torch(self, graph: onnx.ModelProto) -> "torch.nn.Module":
+        """The one way a torch module is made from a graph: converted, on this Model's device, frozen."""
         import torch
 
         from .torch_bridge import to_torch
@@ -260,10 +266,25 @@ class Model:
         if self.device == "cuda":  # full float32, as on the CPU (torch lets cuDNN convolutions use TF32)
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        module = to_torch(self.onnx).to(self.torch_device).eval()
+        module = to_torch(graph).to(self.torch_device).eval()
         for p in module.parameters():
             p.requires_grad_(False)
-        self._torch_parity = self._check_torch_parity(module)
+        return module
+
+    @cached_property
+    def torch_module(self) -> "torch.nn.Module":
+        """The same network as a torch module on this Model's device, checked once against onnxruntime."""
+        return self._checked(self._build_torch(self.onnx), self._graph_output)
+
+    @property
+    def _graph_output(self) -> str:
+        """What the graph itself outputs: logit, probability or log_probability."""
+        head = self._final_softmax
+        return "logit" if head is None else ("probability" if head.op_type == "Softmax" else "log_probability")
+
+    def _checked(self, module: "torch.nn.Module", output: str) -> "torch.nn.Module":
+        """`module` (whose output is `output`), its parity with onnxruntime measured and kept, warned about."""
+        self._torch_parity = self._check_torch_parity(module, output)
         if self._torch_parity > TORCH_PARITY_WARN:
             msg = (f"{self.path.name}: the torch module differs from onnxruntime by {self._torch_parity:.2e} "
                    f"(> {TORCH_PARITY_WARN:g}); gradient methods may not match forward methods")
@@ -271,43 +292,80 @@ class Model:
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return module
 
-    @cached_property
-    def torch_affine_split(self) -> "AffineSplit | None":
-        """`torch_module` cut after its affine prefix (input layout op, first conv): integrated
-        gradients runs that prefix on two images instead of every path point. None if the module
-        starts with a non-affine op."""
+    # ------------------------------------------------------------------ the explained score
+    def explained_output(self, target_output: str) -> TargetOutput:
+        """What a gradient method asked for `target_output` explains: the logit (pre-softmax score) or
+        the probability. A model said to output probabilities whose graph has no softmax to take
+        away (a sidecar's word, a custom head) can only be explained on its output: "probability"."""
+        output = check_target_output(target_output)
+        if output == "logit" and self.output_kind == "probabilities" and self._final_softmax is None:
+            log.warning("%s outputs probabilities but its graph ends in no Softmax node; explaining the output "
+                        "as it is (probability)", self.path.name)
+            return "probability"
+        return output
+
+    def score_onnx(self, target_output: str) -> onnx.ModelProto:
+        """The graph whose output is the explained score: the model's own graph when it already outputs
+        it, else the graph with its final softmax taken away (logit) or put on (probability)."""
+        output = self.explained_output(target_output)
+        head = self._final_softmax
+        if (output == "logit" and head is None) or (output == "probability" and head is not None
+                                                     and head.op_type == "Softmax"):
+            return self.onnx
+        cache = self.__dict__.setdefault("_score_graphs", {})
+        if output not in cache:
+            cache[output] = score_graph(self.onnx, output)
+        return cache[output]
+
+    def torch_scores(self, target_output: str = "logit") -> "torch.nn.Module":
+        """A torch module whose output is the explained score of every class (see `score_onnx`)."""
+        graph = self.score_onnx(target_output)
+        if graph is self.onnx:
+            return self.torch_module
+        cache = self.__dict__.setdefault("_torch_scores", {})
+        key = self.explained_output(target_output)
+        if key not in cache:
+            cache[key] = self._checked(self._build_torch(graph), key)
+        return cache[key]
+
+    def torch_affine_split(self, target_output: str = "logit") -> "AffineSplit | None":
+        """`torch_scores(target_output)` cut after its affine prefix (input layout op, first conv):
+        integrated gradients runs that prefix on two images instead of every path point. None if the
+        module starts with a non-affine op."""
         from torch import fx
 
         from .torch_bridge.affine_split import split_affine_prefix
 
-        module = self.torch_module
-        return split_affine_prefix(module) if isinstance(module, fx.GraphModule) else None
+        cache = self.__dict__.setdefault("_affine_splits", {})
+        key = self.explained_output(target_output)
+        if key not in cache:
+            module = self.torch_scores(key)
+            cache[key] = split_affine_prefix(module) if isinstance(module, fx.GraphModule) else None
+        return cache[key]
 
-    def torch_module_with(self, values: Sequence[str]) -> "torch.nn.Module":
-        """A torch module whose forward returns `(output, *values)`: the model output and the named
-        intermediate ONNX values (e.g. `LayerInfo.output`), all inside one autograd graph.
+    def torch_module_with(self, values: Sequence[str], target_output: str | None = None) -> "torch.nn.Module":
+        """A torch module whose forward returns `(output, *values)`: the model output (the explained
+        score of `target_output` when given) and the named intermediate ONNX values (e.g.
+        `LayerInfo.output`), all inside one autograd graph.
 
         Built by exposing the values as extra graph outputs before conversion; cached per tuple.
         """
-        key = tuple(values)
+        base = self.onnx if target_output is None else self.score_onnx(target_output)
+        key = (tuple(values), None if target_output is None else self.explained_output(target_output))
         cache = self.__dict__.setdefault("_torch_with_cache", {})
         if key not in cache:
-            from .torch_bridge import to_torch
-
-            known = {o for n in self.onnx.graph.node for o in n.output}
-            missing = [v for v in key if v not in known]
+            known = {o for n in base.graph.node for o in n.output}
+            missing = [v for v in key[0] if v not in known]
             if missing:
                 raise BadInputError(f"the graph has no value named {missing[0]!r}")
             extended = onnx.ModelProto()
-            extended.CopyFrom(self.onnx)
+            extended.CopyFrom(base)
             present = {o.name for o in extended.graph.output}
-            for v in key:
+            for v in key[0]:
                 if v not in present:
                     extended.graph.output.append(onnx.helper.make_empty_tensor_value_info(v))
-            module = to_torch(extended).to(self.torch_device).eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-            cache[key] = _SelectOutputs(module, [o.name for o in extended.graph.output], self.output_name, key)
+            module = self._build_torch(extended)
+            cache[key] = _SelectOutputs(module, [o.name for o in extended.graph.output], self.output_name, key[0])
         return cache[key]
 
     @property
@@ -317,7 +375,9 @@ class Model:
         assert self._torch_parity is not None
         return self._torch_parity
 
-    def _check_torch_parity(self, module: "torch.nn.Module") -> float:
+    def _check_torch_parity(self, module: "torch.nn.Module", output: str) -> float:
+        """Max |onnxruntime - torch| on seeded random inputs; compared as probabilities when the module
+        outputs another score than the graph (the logit of a softmax model)."""
         import torch
 
         rng = np.random.default_rng(0)
@@ -332,6 +392,8 @@ class Model:
             raise ConversionError(f"the torch module built from {self.path.name} fails to run: {first}") from exc
         if got.shape != ref.shape:
             raise ConversionError(f"the torch module gives shape {got.shape}, onnxruntime {ref.shape}")
+        if output != self._graph_output:
+            got, ref = as_probabilities(got, output), as_probabilities(ref, self._graph_output)
         return float(np.abs(got - ref).max())
 
     # ------------------------------------------------------------------ structure
@@ -377,7 +439,8 @@ class Model:
             "producer": producer(self.onnx),
             "input": {"name": self.spec.input_name, "layout": self.spec.layout, "channels": self.spec.channels,
                       "height": self.spec.height, "width": self.spec.width, "dynamic_batch": self.spec.dynamic_batch},
-            "preprocessing": {"scale": self.spec.scale, "mean": list(self.spec.mean), "std": list(self.spec.std)},
+            "preprocessing": {**self.spec.preprocessing(), "channel_order": self.spec.channel_order,
+                              "source": self.preprocessing_source, "check": self.preprocessing_check},
             "labels": list(self.spec.labels) if self.spec.labels else None,
             "classes": self.n_classes,
             "output_kind": self.output_kind,

@@ -24,6 +24,7 @@ from .errors import BadInputError, OnnxplainError
 from .explanation import library_versions
 from .registry import explain, get_method, method_names
 from .render import figures
+from .preprocessing_check import nums
 from .render.html import Section, render_report_html, summary_table
 from .sidecar import atomic_path, write_json_atomic
 
@@ -180,7 +181,7 @@ def build_report(
 
     tick("writing the report")
     # The summary goes first but is taken last: building the torch module fills in its parity.
-    _summary_section(run, model, at=summary_placeholder)
+    _summary_section(run, model, list(explanations.values()), at=summary_placeholder)
     total = time.perf_counter() - started
     page = _write(run, model, dataset, per_class=per_class, seed=seed, seconds=total, training=training,
                   evaluation=evaluation)
@@ -271,26 +272,37 @@ def _short(text: str, width: int = 18) -> str:
 
 
 # ------------------------------------------------------------------------------------ sections
-def _summary_section(run: _Run, model: "Model", *, at: int) -> None:
+def _summary_section(run: _Run, model: "Model", expls: Sequence["Explanation"], *, at: int) -> None:
+    from .preprocessing_check import describe
+
     t0 = time.perf_counter()
     summary = model.summary()
     run.numbers["model"] = summary
+    outputs = {e.method: explained_output(model, e) for e in expls}
+    run.numbers["maps"] = {"preprocessing": describe(model), "preprocessing_source": model.preprocessing_source,
+                           "outputs": outputs}
     s = Section("summary", "Model summary")
     inp = summary["input"]
-    pre = summary["preprocessing"]
+    check = summary["preprocessing"]["check"]
     s.kv([
         ("file", Path(summary["path"]).name),
         ("input", f"{inp['layout']} {inp['channels']}x{inp['height']}x{inp['width']}"
                   f"{' (dynamic batch)' if inp['dynamic_batch'] else ''}"),
-        ("preprocessing", f"model input = (pixel x {pre['scale']:.6g} - {_nums(pre['mean'])}) / {_nums(pre['std'])}, "
-                          "pixel in 0..255"),
+        ("preprocessing (every map)", describe(model)),
         ("classes", f"{summary['classes']}: {', '.join(summary['labels'])}" if summary["labels"] else summary["classes"]),
         ("output", summary["output_kind"]),
+        ("explained score", "; ".join(f"{m}: {o}" for m, o in outputs.items()) or "no maps"),
         ("parameters", _parameters_text(summary)),
         ("ONNX", f"opset {summary['opset']}, {summary['producer'] or 'unknown producer'}"),
         ("parity", _parity(summary)),
     ])
     summary_tables(s, summary)
+    if check:
+        s.heading(f"Preprocessing conventions tried on {check['sample']} labelled images")
+        s.table(["convention", "model input", "accuracy", ""],
+                [(t["name"], f"(pixel x {t['scale']:.6g} - {nums(t['mean'])}) / {nums(t['std'])}"
+                  + (", BGR" if t["channel_order"] == "BGR" else ""), f"{t['accuracy']:.3f}",
+                  "chosen" if t["name"] == check["chosen"] else "") for t in check["tried"]], numeric=[2])
     s.seconds = time.perf_counter() - t0
     run.add(s, at=at)
 
@@ -321,9 +333,12 @@ def _parity(summary: dict[str, Any]) -> str:
     return "; ".join(parts) or "not measured"
 
 
-def _nums(values: Sequence[float]) -> str:
-    vals = [f"{v:.4g}" for v in values]
-    return vals[0] if len(set(vals)) == 1 else "(" + ", ".join(vals) + ")"
+def explained_output(model: "Model", expl: "Explanation") -> str:
+    """What a map explains: the logit or the probability (gradient methods say which in their params);
+    forward-only methods take the model's output as it is."""
+    if "target_output" in expl.params:
+        return str(expl.params["target_output"])
+    return "probability (model output)" if model.output_kind == "probabilities" else "logit (model output)"
 
 
 def _training_section(run: _Run, training: dict[str, Any]) -> None:
@@ -604,6 +619,7 @@ def _write(run: _Run, model: "Model", dataset: "Dataset", *, per_class: int, see
     write_json_atomic(run.out / "report.json", {
         "generated": now, "seconds": seconds, "versions": versions,
         "model": run.numbers.get("model"),
+        "maps": run.numbers.get("maps"),  # the preprocessing and the explained score (logit/probability) per method
         "dataset": {"source": dataset.source, "images": len(dataset),
                     "class_names": list(dataset.class_names) if dataset.class_names else None},
         "per_class": per_class, "seed": seed, "selection": run.numbers["selection"],

@@ -7,7 +7,7 @@ Keys (all optional except `onnxplain_sidecar`):
   input         {name, layout: NCHW|NHWC, channels, height, width, dynamic_batch}
   preprocessing {scale, mean, std}   model_input = (pixel * scale - mean) / std, pixel in [0, 255]
   labels        [names]
-  output        {kind: probabilities|logits}
+  output        {kind: probabilities|logits, softmax: {name, op} of the final Softmax/LogSoftmax node or null}
   parity        {max_abs_diff, inputs, threshold, real_images}
   layer_names   {onnx node name: name in the source framework}
 """

@@ -10,8 +10,8 @@
 - conv layers by name (`conv_layer`) and their values inside the model's autograd graph
   (`layer_values`: output, pre-activation, activation), shared by Grad-CAM and engine.features.
 
-Scores are the model's own outputs (probabilities when the graph ends in a softmax, logits
-otherwise), as Captum takes them from the same module.
+Scores are those of `Model.torch_scores(target_output)`: the logit (pre-softmax score) by default,
+also of a model whose graph ends in a softmax, or the probability; Captum takes them from that module.
 """
 from __future__ import annotations
 
@@ -66,18 +66,19 @@ def grad_and_scores(forward: Forward, inputs: torch.Tensor, targets: torch.Tenso
 
 
 def input_gradients(model: "Model", x: np.ndarray | torch.Tensor, targets: np.ndarray, *,
-                    batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    batch_size: int, target_output: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
     """(d score[target_i] / d x_i, score[target_i]) for every image, in the model's layout, in batches.
     The scores come from the same forward pass (no second one to fill `Explanation.scores`)."""
-    forward = model.torch_module
+    forward = model.torch_scores(target_output)
     xt = to_tensor(model, x)
     tt = targets_tensor(model, targets)
     return torch_batched(lambda xs, ts: grad_and_scores(forward, xs, ts), xt, tt, batch_size=batch_size)
 
 
-def forward_scores(model: "Model", x: torch.Tensor, targets: torch.Tensor, *, batch_size: int) -> torch.Tensor:
-    """The target scores of `x` on the torch module (no gradient)."""
-    forward = model.torch_module
+def forward_scores(model: "Model", x: torch.Tensor, targets: torch.Tensor, *, batch_size: int,
+                   target_output: str = "logit") -> torch.Tensor:
+    """The target scores of `x` on the torch module of `target_output` (no gradient)."""
+    forward = model.torch_scores(target_output)
     with torch.no_grad():
         return torch_batched(lambda xs, ts: select_scores(forward(xs), ts), x, targets, batch_size=batch_size)
 
@@ -98,6 +99,7 @@ def summed_gradients(
     row_weights: torch.Tensor | None = None,
     forward: Forward | None = None,
     finish: SumFinisher | None = None,
+    target_output: str = "logit",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, the sum over `rows_per_image` derived inputs of (transformed) input gradients.
 
@@ -109,14 +111,14 @@ def summed_gradients(
     Python loop per step or per sample.
 
     `row_weights` (rows_per_image,) makes the sums weighted (a quadrature), in one pass over the
-    gradients. `forward` (default: the Model's torch module) is what the rows go through; when it is only the
+    gradients. `forward` (default: `model.torch_scores(target_output)`) is what the rows go through; when it is only the
     tail of the network (integrated gradients' affine split), rows live in its input space and
     `finish(sums, images)` maps each chunk's per-image sums back to the model input.
 
     Returns (sums (N, *shape), row_scores (N * rows_per_image,)). The summation order is fixed,
     so results are reproducible bit for bit for the same arguments on the same device.
     """
-    forward = forward or model.torch_module
+    forward = forward or model.torch_scores(target_output)
     n = len(targets)
     tt = targets_tensor(model, targets)
     total = torch.zeros((n, *model.spec.shape), dtype=torch.float32, device=model.torch_device)
@@ -174,6 +176,8 @@ def display_to_model(spec: "InputSpec", images: torch.Tensor) -> torch.Tensor:
     dev, dt = images.device, images.dtype
     mean = torch.tensor(spec.mean, device=dev, dtype=dt).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, device=dev, dtype=dt).view(1, -1, 1, 1)
+    if spec.bgr:
+        images = images.flip(1)
     x = (images * (255.0 * spec.scale) - mean) / std
     return x.permute(0, 2, 3, 1) if spec.layout == "NHWC" else x
 
@@ -214,11 +218,13 @@ def as_nchw(act: torch.Tensor, layer: "LayerInfo") -> torch.Tensor:
 LayerValues = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"]
 
 
-def layer_values(model: "Model", layer: "LayerInfo") -> LayerValues:
+def layer_values(model: "Model", layer: "LayerInfo", target_output: str | None = None) -> LayerValues:
     """x (model input) -> (model output, pre-activation, activation), the last two (B, C, h, w), all in
-    one autograd graph. One module per layer (cached by the Model), whichever method asks."""
+    one autograd graph; the output is the explained score of `target_output` when given. One module
+    per layer and output (cached by the Model), whichever method asks."""
     pre = pre_activation(model, layer)
-    forward = model.torch_module_with([layer.output] if pre == layer.output else [pre, layer.output])
+    values = [layer.output] if pre == layer.output else [pre, layer.output]
+    forward = model.torch_module_with(values, target_output)
 
     def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out, *values = forward(x)

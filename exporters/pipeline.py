@@ -15,6 +15,7 @@ import numpy as np
 from onnxplain.engine.errors import BadInputError, UnsupportedModelError
 from onnxplain.engine.input_spec import InputSpec
 from onnxplain.engine.model import file_sha256, load_onnx
+from onnxplain.engine.output_head import output_record
 from onnxplain.engine.sidecar import atomic_path, read_sidecar, write_sidecar
 
 from . import sniff
@@ -47,6 +48,7 @@ def run_export(src: Path, out: Path, options: ExportOptions,
         "exporter": _exporter(exported.converter),
         "opset": _opset(exported.onnx),
         **_spec_sidecar(spec, options),
+        "output": output_record(exported.onnx),
         "parity": report,
         "layer_names": exported.layer_names,
         **({"summary": exported.summary} if exported.summary else {}),
@@ -136,6 +138,7 @@ def _pass_through(src: Path, out: Path, options: ExportOptions, source: dict[str
     sidecar.setdefault("source", source)
     sidecar.setdefault("exporter", _exporter({"name": "pass-through"}))
     sidecar["opset"] = _opset(proto)
+    sidecar.setdefault("output", output_record(proto))
     new_spec = _spec_sidecar(spec, options)
     if "preprocessing" in existing and "preprocessing" not in new_spec:
         new_spec["preprocessing"] = existing["preprocessing"]

@@ -17,7 +17,7 @@ from .unit import STATUS_OK, GradeOptions, load_common_data
 
 CSV_COLUMNS = ("id", "status", "reason", "framework", "framework_version", "format", "parameters", "classes",
                "accuracy", "per_class_accuracy", "parity", "torch_parity", "export_seconds", "explain_seconds",
-               "total_seconds", "model_file", "report", "note")
+               "total_seconds", "model_file", "report", "note", "preprocessing")
 GRID_PAGE = 30  # students per side-by-side figure
 
 

@@ -118,6 +118,7 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
     from onnxplain.exporters import export, sniff_format
 
     from ..model import Model
+    from ..preprocessing_check import preprocessing_row
     from ..report import build_report
 
     if sub.model is None:
@@ -147,6 +148,7 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
                        "no accuracy, images explained for the predicted class")
         data = _without_labels(dataset)
     t0 = time.perf_counter()
+    row.update(preprocessing_row(model, data, sub.python))  # detected only when the sidecar has none
     page = build_report(model, data, tmp, per_class=opt.per_class, methods=list(opt.methods), seed=opt.seed,
                         features=False, trust=False, picked=picked, method_params=opt.method_params)
     row["explain_seconds"] = round(time.perf_counter() - t0, 3)

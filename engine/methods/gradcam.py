@@ -6,6 +6,7 @@ low-resolution cam is upsampled bilinearly (torch `interpolate`, align_corners=F
 `LayerAttribution.interpolate`) to the model's input size. Equal to Captum's
 `LayerGradCam(..., relu_attributions=True)` + `LayerAttribution.interpolate(..., "bilinear")`.
 
+The score is the logit by default, the probability with `target_output="probability"` (as saliency).
 `layer`: the name the student knows (Keras `conv2d_7`, PyTorch `features.3`); None = the last conv layer.
 extras: `layer` (the layer's name), `cam_lowres` (N, h, w) float32 at the layer's resolution.
 """
@@ -23,12 +24,12 @@ from ..batching import torch_batched
 from ..torch_ops import conv_layer, layer_values, select_scores, targets_tensor, to_numpy, to_tensor
 
 
-def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor,
-                   targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor, targets: torch.Tensor,
+                   target_output: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
     """(B, h, w) Grad-CAM at the layer's resolution for one batch, and the target scores (B,)."""
     inputs = x.detach().requires_grad_(True)  # so the graph reaches the layer even if it has no parameters
     with torch.enable_grad():
-        out, _, act = layer_values(model, layer)(inputs)
+        out, _, act = layer_values(model, layer, target_output)(inputs)
         scores = select_scores(out, targets)
         (grads,) = torch.autograd.grad(scores.sum(), act)
     weights = grads.mean(dim=(2, 3), keepdim=True)
@@ -37,14 +38,15 @@ def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor,
 
 @register("gradcam", backend="torch", default_batch_size=64)
 def gradcam(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
-            layer: str | None = None) -> Explanation:
+            layer: str | None = None, target_output: str = "logit") -> Explanation:
     """Grad-CAM on a conv layer (default: the last one), upsampled to the input size."""
+    output = model.explained_output(target_output)
     info = conv_layer(model, layer)
     xt, tt = to_tensor(model, x), targets_tensor(model, targets)
-    low, scores = torch_batched(lambda xs, ts: gradcam_lowres(model, info, xs, ts), xt, tt, batch_size=batch_size)
+    low, scores = torch_batched(lambda xs, ts: gradcam_lowres(model, info, xs, ts, output), xt, tt, batch_size=batch_size)
     up = F.interpolate(low.unsqueeze(1), size=(model.spec.height, model.spec.width), mode="bilinear",
                        align_corners=False).squeeze(1)
     return make_explanation(
-        model, "gradcam", x, targets, to_numpy(up), params={"layer": info.name}, scores=to_numpy(scores),
+        model, "gradcam", x, targets, to_numpy(up), params={"layer": info.name, "target_output": output}, scores=to_numpy(scores),
         extras={"layer": info.name, "cam_lowres": to_numpy(low)},
     )

@@ -1,5 +1,8 @@
 """Saliency (Simonyan et al. 2014): the gradient of the target score w.r.t. the input pixels.
 
+The score is the logit (pre-softmax score) by default, also for a model whose graph ends in a
+softmax (`target_output="probability"` explains the probability instead; see engine.output_head).
+
 map = max over channels of |gradient| (Captum's `Saliency(abs=True)` then a channel max).
 With `signed=True` the map keeps the gradient's sign: at every pixel it is the gradient of the
 channel with the largest |gradient| (for gray models simply the gradient), so |signed map| equals
@@ -30,11 +33,13 @@ def saliency_mask(model: Model, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
 
 @register("saliency", backend="torch", default_batch_size=128)
 def saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
-             signed: bool = False) -> Explanation:
+             signed: bool = False, target_output: str = "logit") -> Explanation:
     """Gradient of the target score w.r.t. the input; map = max |gradient| over channels."""
-    grads, scores = (to_numpy(t) for t in input_gradients(model, x, targets, batch_size=batch_size))
+    output = model.explained_output(target_output)
+    grads, scores = (to_numpy(t) for t in input_gradients(model, x, targets, batch_size=batch_size,
+                                                          target_output=output))
     maps = channel_reduce(grads, model.spec, "signed" if signed else "absmax")
     return make_explanation(
-        model, "saliency", x, targets, maps, params={"signed": bool(signed)}, scores=scores,
+        model, "saliency", x, targets, maps, params={"signed": bool(signed), "target_output": output}, scores=scores,
         extras={"attributions": grads, "mask": saliency_mask(model, x, maps)},
     )

@@ -5,6 +5,8 @@ in model space. The noise of the i-th image of a call comes from `numpy.random.d
 so it does not depend on the batch size, the device or the other images' values. All noisy copies of all images are
 cut into chunks of `batch_size` (one forward/backward per chunk) and never held all at once.
 
+The score is the logit by default, the probability with `target_output="probability"` (as saliency).
+
 map = max over channels of mean(|gradient|) over the samples: Captum's
 `NoiseTunnel(Saliency(abs=True)).attribute(nt_type="smoothgrad")` then a channel max.
 With `signed=True` the signed gradients are averaged and the map keeps the sign of the channel
@@ -24,7 +26,7 @@ from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
 from ..model import Model
 from ..registry import register
-from ..torch_ops import channel_reduce, summed_gradients, to_numpy, to_tensor
+from ..torch_ops import channel_reduce, forward_scores, summed_gradients, targets_tensor, to_numpy, to_tensor
 
 
 def noise_sd(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -40,13 +42,15 @@ def image_noise(shape: tuple[int, ...], samples: int, seed: int, index: int) -> 
 
 @register("smoothgrad", backend="torch", default_batch_size=128)
 def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
-               samples: int = 25, sigma: float = 0.15, signed: bool = False) -> Explanation:
+               samples: int = 25, sigma: float = 0.15, signed: bool = False,
+               target_output: str = "logit") -> Explanation:
     """Saliency averaged over `samples` noisy copies (noise sd = sigma * the image's value range)."""
     samples = int(samples)
     if samples < 1:
         raise BadInputError(f"smoothgrad needs samples >= 1, got {samples}")
     if not np.isfinite(sigma) or sigma < 0:
         raise BadInputError(f"smoothgrad needs sigma >= 0 (a fraction of the input range), got {sigma}")
+    output = model.explained_output(target_output)
     sd = noise_sd(x, sigma)
     xt, sdt = to_tensor(model, x), to_tensor(model, sd)
     shape = model.spec.shape
@@ -60,11 +64,13 @@ def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: 
         return xt[images] + sdt[images].view(-1, *([1] * len(shape))) * eps
 
     sums, _ = summed_gradients(model, targets, samples, build_rows, batch_size=batch_size,
-                               transform=None if signed else (lambda g, _rows: g.abs()))
+                               transform=None if signed else (lambda g, _rows: g.abs()), target_output=output)
+    scores = forward_scores(model, xt, targets_tensor(model, targets), batch_size=batch_size, target_output=output)
     attributions = to_numpy(sums / samples)
     maps = channel_reduce(attributions, model.spec, "signed" if signed else "absmax")
     return make_explanation(
         model, "smoothgrad", x, targets, maps,
-        params={"samples": samples, "sigma": float(sigma), "signed": bool(signed)},
+        params={"samples": samples, "sigma": float(sigma), "signed": bool(signed), "target_output": output},
+        scores=to_numpy(scores),
         extras={"attributions": attributions, "noise_sd": sd},
     )

@@ -110,11 +110,10 @@ def auc(fractions: np.ndarray, curves: np.ndarray) -> np.ndarray:
 
 def probabilities(model: "Model", outputs: np.ndarray) -> np.ndarray:
     """Model outputs (..., K) -> class probabilities: as they are, or softmax when the model gives logits."""
-    out = np.asarray(outputs, np.float64)
-    if model.output_kind == "logits":
-        out = np.exp(out - out.max(axis=-1, keepdims=True))
-        out /= out.sum(axis=-1, keepdims=True)
-    return out.astype(np.float32)
+    from ..output_head import as_probabilities
+
+    kind = "logit" if model.output_kind == "logits" else "probability"
+    return as_probabilities(np.asarray(outputs, np.float64), kind).astype(np.float32)
 
 
 def pixel_ranks(maps: np.ndarray) -> np.ndarray:

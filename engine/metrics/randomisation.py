@@ -237,7 +237,7 @@ def cascading_models(model: "Model", layers: Sequence[LayerInfo], seed: int) -> 
             if model.sidecar:
                 sidecar_path(path).write_text(json.dumps(model.sidecar), encoding="utf-8")
             yield layer.name, Model(path, model.device, layout=spec.layout, input_shape=(1, *spec.shape),
-                                    scale=spec.scale, mean=spec.mean, std=spec.std,
+                                    scale=spec.scale, mean=spec.mean, std=spec.std, channel_order=spec.channel_order,
                                     labels=list(spec.labels) if spec.labels else None)
 
 

@@ -93,7 +93,17 @@ def test_report_passes_ig_steps_and_tolerance_on(tiny_onnx, tiny_data, tmp_path:
     assert_json(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--methods", "ig", "--steps", "4",
                        "--tolerance", "0.05", "--out", out, "--json"))
     params = json.loads((out / "report.json").read_text())["sections"]["ig"]["params"]
-    assert params["steps"] == 4 and params["tolerance"] == 0.05
+    assert params["steps"] == 4 and params["tolerance"] == 0.05 and params["target_output"] == "logit"
+
+
+def test_report_passes_the_target_output_to_every_gradient_method(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    out = tmp_path / "prob"
+    assert_json(invoke("report", tiny_onnx(softmax=True), "--data", tiny_data["csv"], "--methods", "saliency,ig,lime",
+                       "--steps", "4", "--target-output", "probability", "--out", out, "--json"))
+    sections = json.loads((out / "report.json").read_text())["sections"]
+    assert sections["saliency"]["params"]["target_output"] == "probability"
+    assert sections["ig"]["params"]["target_output"] == "probability"
+    assert "target_output" not in sections["lime"]["params"]
 
 
 def test_demo_hands_its_folder_progress_and_device_to_the_engine(monkeypatch, tmp_path: Path) -> None:
@@ -133,3 +143,33 @@ def test_report_draws_a_given_training_history(tiny_onnx, tiny_data, tmp_path: P
     bad.write_text("x")
     assert_user_error(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--history", bad, "--out", out),
                       "unknown format")
+
+
+@pytest.mark.slow
+def test_report_finds_the_preprocessing_of_a_student_pth(tmp_path: Path) -> None:
+    """A .pth trained on [-1, 1] input, its model.py and train.py: with no --scale/--mean/--std the report
+    tries the conventions (and the one train.py shows) on the labelled data and says what it chose."""
+    from tests.engine.preprocessing_models import gray_digits, train_student
+
+    digits = gray_digits()
+    weights = train_student(tmp_path / "student", "minus_one_one", digits)
+    (tmp_path / "student" / "train.py").write_text("def prep(x):\n    return (x / 255. - 0.5) * 2\n")
+    data = digits.save_test(tmp_path / "test.npz")
+    out = tmp_path / "report"
+    assert_json(invoke("report", weights, "--arch", f"{weights.parent / 'model.py'}:Net", "--trust", "--input-shape", "1,1,16,16",
+                       "--data", data, "--methods", "saliency", "--out", out, "--json"))
+    doc = json.loads((out / "report.json").read_text())
+    check = doc["model"]["preprocessing"]["check"]
+    assert check["chosen"] == "[-1, 1]" and check["message"].startswith("chose [-1, 1]: accuracy")
+    code = next(t for t in check["tried"] if t["name"] == "from the student's code")
+    assert code["scale"] == pytest.approx(2 / 255) and "train.py:2" in " ".join(check["scanned"]["evidence"])
+    assert doc["evaluation"]["accuracy"] > 0.9
+    assert "chose [-1, 1]" in doc["maps"]["preprocessing"] and doc["maps"]["outputs"] == {"saliency": "logit"}
+    # --scale (the user's word) wins: no check, the page says where the preprocessing came from.
+    flagged = tmp_path / "flagged"
+    assert_json(invoke("report", weights, "--arch", f"{weights.parent / 'model.py'}:Net", "--trust", "--input-shape", "1,1,16,16",
+                       "--data", data, "--methods", "saliency", "--scale", "0.00392156862745098", "--out", flagged,
+                       "--json"))
+    again = json.loads((flagged / "report.json").read_text())
+    assert again["model"]["preprocessing"]["check"] is None and again["model"]["preprocessing"]["source"] == "flags"
+    assert "given by the flags" in (flagged / "report.html").read_text()

@@ -169,3 +169,20 @@ def test_real_nhwc_model_on_real_photo_and_fer_rows(tmp_path: Path) -> None:
     assert all(r["target_name"] in ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
                for r in doc["images"])
     assert np.load(doc["images"][0]["npy"]).shape == (48, 48)
+
+
+def test_target_output_logit_by_default_probability_on_request(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    """A model ending in softmax: the record says which output the map explains; the scores are its logit
+    or its probability (onnxruntime gives the probability)."""
+    path = tiny_onnx(softmax=True)
+    base = ("explain", path, f"{tiny_data['csv']}:5", "--method", "saliency", "--json")
+    logit = assert_json(invoke(*base, "--out", tmp_path / "a"))
+    prob = assert_json(invoke(*base, "--target-output", "probability", "--out", tmp_path / "b"))
+    assert logit["params"]["target_output"] == "logit" and prob["params"]["target_output"] == "probability"
+    model = Model(path)
+    probs = model.predict(model.spec.to_model_input([tiny_data["images"][5]]))[0]
+    assert prob["images"][0]["score"] == pytest.approx(float(probs.max()), rel=1e-5)
+    assert logit["images"][0]["score"] != pytest.approx(float(probs.max()), rel=1e-3)
+    assert not np.allclose(np.load(tmp_path / "a" / "train_5.npy"), np.load(tmp_path / "b" / "train_5.npy"), rtol=0.1)
+    assert_user_error(invoke("explain", path, tiny_data["png"], "--method", "lime", "--target-output", "logit"),
+                      "--target-output does not apply to --method lime")

@@ -40,7 +40,8 @@ def test_flags_override_preprocessing_and_labels(tiny_onnx) -> None:
     doc = assert_json(invoke("inspect", tiny_onnx(), "--json", "--no-parity", "--labels", "w,x,y,z",
                              "--scale", "0.5", "--mean", "0.25", "--std", "2"))
     assert doc["labels"] == ["w", "x", "y", "z"]
-    assert doc["preprocessing"] == {"scale": 0.5, "mean": [0.25], "std": [2.0]}
+    assert doc["preprocessing"] == {"scale": 0.5, "mean": [0.25], "std": [2.0], "channel_order": "RGB",
+                                    "source": "flags", "check": None}
 
 
 @pytest.mark.slow

@@ -34,9 +34,10 @@ def captum_inputs(x: np.ndarray, targets: np.ndarray) -> tuple[torch.Tensor, tor
     return xt, torch.from_numpy(np.asarray(targets, dtype=np.int64))
 
 
-def plain_module(path: Path) -> torch.nn.Module:
-    """The plain onnx2torch module of a file, every submodule tagged with the ONNX values it computes."""
-    module = onnx2torch.convert(onnx.load(str(path)), attach_onnx_mapping=True).eval()
+def plain_module(source: Path | onnx.ModelProto) -> torch.nn.Module:
+    """The plain onnx2torch module of a file or graph, every submodule tagged with the ONNX values it computes."""
+    graph = onnx.load(str(source)) if isinstance(source, Path) else source
+    module = onnx2torch.convert(graph, attach_onnx_mapping=True).eval()
     for p in module.parameters():
         p.requires_grad_(False)
     return module
@@ -49,6 +50,16 @@ def module_computing(module: torch.nn.Module, value: str) -> torch.nn.Module:
         if mapping is not None and value in mapping.outputs:
             return sub
     raise LookupError(f"no submodule computes {value!r}")
+
+
+def ort_scores(model: Model, x: np.ndarray, target_output: str = "logit") -> np.ndarray:
+    """The scores a gradient method explains (`target_output`), computed by onnxruntime on the graph
+    `Model.score_onnx` gives, not by the torch module the method differentiates."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.score_onnx(target_output).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, {model.spec.input_name: np.ascontiguousarray(x, np.float32)})[0]
 
 
 @pytest.fixture(scope="module")

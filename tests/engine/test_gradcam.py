@@ -8,11 +8,13 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
 from onnxplain.engine import BadInputError, Model, explain
-from tests.engine.gradient_data import TINY, captum_inputs, module_computing, o01, plain_module, tiny_inputs  # noqa: F401
+from tests.engine.gradient_data import (  # noqa: F401
+    TINY, captum_inputs, module_computing, o01, ort_scores, plain_module, tiny_inputs,
+)
 
 
 def captum_gradcam(model: Model, layer_name: str, x: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    module = plain_module(model.path)
+    module = plain_module(model.score_onnx("logit"))  # the explained score: the logit, also on softmax models
     layer = module_computing(module, model.find_layer(layer_name).output)
     xt, tt = captum_inputs(x, targets)
     low = LayerGradCam(module, layer).attribute(xt, target=tt, relu_attributions=True)
@@ -32,7 +34,7 @@ def test_equals_captum_layer_gradcam(tiny_onnx, kind):
         assert e.maps.shape == (4, 16, 16) and (e.maps >= 0).all()
         np.testing.assert_allclose(e.extras["cam_lowres"], low, rtol=0, atol=1e-5 * max(1.0, np.abs(low).max()))
         np.testing.assert_allclose(e.maps, up, rtol=0, atol=1e-5 * max(1.0, np.abs(up).max()))
-        np.testing.assert_allclose(e.scores, model.predict(x)[np.arange(4), e.targets], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(e.scores, ort_scores(model, x)[np.arange(4), e.targets], rtol=0, atol=1e-5)
 
 
 def test_against_hooks_on_the_source_torch_model(tiny_onnx):

@@ -93,6 +93,21 @@ def test_sidecar_round_trip() -> None:
     assert again == spec
 
 
+def test_bgr_models_get_their_channels_reversed_and_keep_it_in_the_sidecar() -> None:
+    model = graph_with_input(["n", 3, 4, 5])
+    spec = InputSpec.from_onnx(model, channel_order="bgr", mean=(0.1, 0.2, 0.3))
+    rgb = InputSpec.from_onnx(model, mean=(0.1, 0.2, 0.3))
+    assert spec.channel_order == "BGR" and spec.preprocessing()["channel_order"] == "BGR"
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 4, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(spec.pixels_to_model(pixels), rgb.pixels_to_model(pixels[..., ::-1].copy()))
+    np.testing.assert_allclose(spec.model_to_pixels(spec.pixels_to_model(pixels)), pixels, atol=1e-3)
+    assert InputSpec.from_onnx(model, spec.to_sidecar()) == spec
+    assert "channel_order" not in rgb.to_sidecar()["preprocessing"]  # RGB, the default, is not written
+    assert InputSpec.from_onnx(graph_with_input(["n", 1, 4, 5]), channel_order="BGR").channel_order == "RGB"
+    with pytest.raises(BadInputError, match="RGB or BGR"):
+        InputSpec.from_onnx(model, channel_order="GBR")
+
+
 # ---------------------------------------------------------------------------------------------- images
 GRAY = InputSpec(layout="NCHW", channels=1, height=20, width=30)
 RGB = InputSpec(layout="NHWC", channels=3, height=20, width=30)

@@ -7,12 +7,16 @@ import pytest
 from captum.attr import Saliency
 
 from onnxplain.engine import Model, explain
-from tests.engine.gradient_data import TINY, captum_inputs, mnist_digits, o01, o02, o03, tiny_inputs  # noqa: F401
+from tests.engine.gradient_data import (  # noqa: F401
+    TINY, captum_inputs, mnist_digits, o01, o02, o03, ort_scores, tiny_inputs,
+)
 
 
-def captum_saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, abs: bool = True) -> np.ndarray:
+def captum_saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, abs: bool = True,
+                    target_output: str = "logit") -> np.ndarray:
+    """Captum on the module of the explained score (the logit by default, also on softmax models)."""
     xt, tt = captum_inputs(x, targets)
-    return Saliency(model.torch_module).attribute(xt, target=tt, abs=abs).numpy()
+    return Saliency(model.torch_scores(target_output)).attribute(xt, target=tt, abs=abs).numpy()
 
 
 @pytest.mark.parametrize("kind", sorted(TINY))
@@ -25,7 +29,8 @@ def test_equals_captum_on_tiny_models(tiny_onnx, kind):
     np.testing.assert_allclose(e.maps, ref, rtol=0, atol=1e-5 * max(1.0, np.abs(ref).max()))
     np.testing.assert_array_equal(e.targets, model.predict(x).argmax(1))
     # Scores come from the same torch forward pass, batched (tuples through torch_batched): onnxruntime agrees.
-    np.testing.assert_allclose(e.scores, model.predict(x)[np.arange(5), e.targets], rtol=0, atol=1e-5)
+    assert e.params["target_output"] == "logit"
+    np.testing.assert_allclose(e.scores, ort_scores(model, x)[np.arange(5), e.targets], rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ def reference(model: Model, x: np.ndarray, targets: np.ndarray, samples: int, si
     for i in range(len(x)):
         noisy = x[i] + sd[i] * image_noise(model.spec.shape, samples, seed, i)
         xt, tt = captum_inputs(noisy, np.full(samples, targets[i]))
-        out.append(Saliency(model.torch_module).attribute(xt, target=tt, abs=True).numpy().mean(axis=0))
+        out.append(Saliency(model.torch_scores("logit")).attribute(xt, target=tt, abs=True).numpy().mean(axis=0))
     return np.stack(out).max(axis=model.spec.channel_axis)
 
 
