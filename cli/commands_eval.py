@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, ModelArg, OutOpt, QuietOpt,
-    SeedOpt, ig_params,
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimeSamplesOpt, LimitOpt, ModelArg, OutOpt,
+    QuietOpt, SeedOpt, report_params,
 )
 from .output import OUT_ROOT, command_output, default_out, save_json, say
 
@@ -86,6 +86,7 @@ def report_command(
     layer: LayerOpt = None,
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
+    samples: LimeSamplesOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
@@ -108,7 +109,7 @@ def report_command(
         ds = open_dataset(m, data, run.progress, limit=limit)
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
-                            progress=run.progress, method_params=ig_params(steps, tolerance))
+                            progress=run.progress, method_params=report_params(steps, tolerance, samples))
         doc = {"command": "report", "model": str(model), "data": str(data), "report": str(page), "out": str(folder)}
         run.result(doc, paths=[page], human=lambda console: say(console, f"report for {model.name} on {data.name}:"))
 

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt, TrustOpt,
-    ig_params,
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LimeSamplesOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt,
+    TrustOpt, ig_params,
 )
 from .output import OUT_ROOT, command_output, say
 
@@ -41,8 +41,7 @@ def grade_command(
         show_default=False)] = None,
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="Class names for every model: fer2013, food11, digits or a,b,c.", show_default=False)] = None,
-    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="LIME samples.", show_default=False)]
-    = None,
+    samples: LimeSamplesOpt = None,
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
     limit: LimitOpt = None,

@@ -104,10 +104,41 @@ IgToleranceOpt = Annotated[Optional[float], typer.Option(
     "is above this fraction, e.g. 0.01.", rich_help_panel=METHOD_PANEL, show_default=False)]
 
 
+def parse_samples(text: str) -> int | str:
+    """`--samples`: a whole number of at least 1, or `auto` (LIME only: as many as its top superpixels need)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a whole number or 'auto'") from None
+    if value < 1:
+        raise typer.BadParameter(f"{value} is less than 1")
+    return value
+
+
+_AUTO_HELP = "auto: in rounds until the top-5 superpixels are stable at 95%, at most 5,000"
+# The annotations say str for Typer (it has no unions); the parser gives an int or "auto".
+SamplesOpt = Annotated[Optional[str], typer.Option(
+    "--samples", parser=parse_samples, metavar="N|auto", help=f"LIME perturbations ({_AUTO_HELP}) / SmoothGrad "
+    "noisy copies.", rich_help_panel=METHOD_PANEL, show_default=False)]
+LimeSamplesOpt = Annotated[Optional[str], typer.Option(
+    "--samples", parser=parse_samples, metavar="N|auto", help=f"LIME perturbations per image ({_AUTO_HELP}; "
+    "default 1000).", rich_help_panel=METHOD_PANEL, show_default=False)]
+
+
 def ig_params(steps: int | None, tolerance: float | None) -> dict[str, dict[str, Any]]:
     """The per-method parameters a report or grade passes on for integrated gradients (only those given)."""
     given = {k: v for k, v in {"steps": steps, "tolerance": tolerance}.items() if v is not None}
     return {"ig": given} if given else {}
+
+
+def report_params(steps: int | None, tolerance: float | None, samples: int | str | None) -> dict[str, dict[str, Any]]:
+    """`ig_params`, plus LIME's sample count when given."""
+    params = ig_params(steps, tolerance)
+    if samples is not None:
+        params["lime"] = {"samples": samples}
+    return params
 
 
 def parse_index_list(text: str | None, what: str) -> list[int] | None:
