@@ -187,13 +187,16 @@ def check_impl_lime(model: Model, images: list[np.ndarray], samples: int, seed: 
         data[0, :] = 1
         x = ref.inputs[i : i + 1]
         ours = fit_lime(model, x, ref.targets[i : i + 1], segs[i : i + 1], [data], hidden_images(model, x, segs[i : i + 1], None),
-                        kernel_width=KERNEL_WIDTH, batch_size=64)
+                        kernel_width=KERNEL_WIDTH, batch_size=64, seed=seed)
         # lime sees the image as pixels 0..255 and we as model input: the float32 round trip moves the
         # outputs by ~1e-7, which R^2 (residual over the small variance of a tiny model's outputs) magnifies
         np.testing.assert_allclose(ours.weights[0, :n_feat], ref.extras["weights"][i, :n_feat], rtol=0, atol=2e-6)
         assert np.abs(ours.weights[0, :n_feat] - ref.extras["weights"][i, :n_feat]).max() <= 1e-3 * np.abs(ours.weights).max()
         assert abs(ours.intercept[0] - ref.extras["intercept"][i]) < 2e-6
         assert abs(ours.r2[0] - ref.extras["r2"][i]) < 2e-5
+        # the stability of lime's run comes from lime's own samples: ours on the same samples agrees
+        assert abs(ours.stability[0] - ref.extras["stability"][i]) <= 0.01
+        assert ref.extras["samples_used"][i] == samples
         pos, neg = top_masks(segs[i : i + 1], ref.extras["weights"][i : i + 1], 5)
         np.testing.assert_array_equal(pos[0], ref.extras["positive_mask"][i])
         np.testing.assert_array_equal(neg[0], ref.extras["negative_mask"][i])
