@@ -19,6 +19,11 @@ softmax (what lime users pass as `classifier_fn`), logits otherwise (as Captum w
 `impl="lime"` runs the lime package's `LimeImageExplainer` itself on the same superpixels,
 batched through `Model.predict`, and returns the same fields.
 
+Every explanation records how likely its top-k superpixels and their signs are to hold on another draw
+of the perturbations (`engine.lime_stability`); `samples="auto"` draws in rounds until that is likely
+enough (`fit_lime_auto`). A fixed sample count runs exactly as before: the stability is computed after
+the fit from the same samples and changes nothing else.
+
 Defaults: SLIC with `n_segments=50` (about 40-45 superpixels on a 48x48 face, 1-2 ms); lime's own
 default, quickshift, gives 1-5 superpixels at that size (`segments="quickshift"` keeps it).
 """
