@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimeSamplesOpt, LimitOpt, ModelArg, OutOpt,
-    QuietOpt, SeedOpt, report_params,
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimeSamplesOpt, LimitOpt, ModelArg,
+    OutOpt, QuietOpt, SeedOpt, report_params,
 )
 from .output import OUT_ROOT, command_output, default_out, save_json, say
 

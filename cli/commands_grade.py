@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LimeSamplesOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt,
-    TrustOpt, ig_params,
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LimeSamplesOpt, LimitOpt, OutOpt, QuietOpt,
+    SeedOpt, TrustOpt, ig_params,
 )
 from .output import OUT_ROOT, command_output, say
 

@@ -374,7 +374,8 @@ def lime_picture(image: np.ndarray, segments: np.ndarray, positive: np.ndarray, 
     image, segments, positive, negative = (np.repeat(np.repeat(a, k, axis=0), k, axis=1)
                                            for a in (image, segments, positive, negative))
     out = (np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]).astype(np.float64).copy()
-    tops = [(mask, np.asarray(signed_color(sign * LIME_TINT, 1.0))[:3]) for mask, sign in ((positive, 1), (negative, -1))]
+    tops = [(mask, np.asarray(signed_color(sign * LIME_TINT, 1.0))[:3])
+            for mask, sign in ((positive, 1), (negative, -1))]
     for mask, colour in tops:
         out[mask] = 0.5 * out[mask] + 0.5 * colour
     out[find_boundaries(segments, mode="inner")] = (1.0, 0.9, 0.0)

@@ -395,7 +395,8 @@ def test_fixed_samples_record_their_stability(o01: Model, faces: np.ndarray) -> 
 def test_recorded_stability_predicts_seed_to_seed_agreement(o01: Model, faces: np.ndarray) -> None:
     """Over seeds, the share of runs whose top-5 signed set equals another run's follows the recorded probability."""
     sets = [top_set(explain(o01, list(faces[:6]), "lime", samples=400, seed=s).extras["weights"], 5) for s in range(8)]
-    stab = np.mean([explain(o01, list(faces[:6]), "lime", samples=400, seed=s).extras["stability"] for s in range(2)], axis=0)
+    stab = np.mean([explain(o01, list(faces[:6]), "lime", samples=400, seed=s).extras["stability"] for s in range(2)],
+                   axis=0)
     agree = np.mean([np.all(sets[a] == sets[b], axis=1) for a in range(8) for b in range(a + 1, 8)], axis=0)
     assert np.corrcoef(stab, agree)[0, 1] > 0.5
     assert abs(stab.mean() - agree.mean()) < 0.25
