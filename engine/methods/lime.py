@@ -61,8 +61,8 @@ AUTO_FIRST = 100  # samples="auto": the first round's perturbations, and the lea
 @dataclass(frozen=True)
 class LimeResult:
     """Per image, for its target class: `weights` (N, S_max) NaN-padded, `intercept`, `r2`,
-    `local_pred` (N,), `outputs` (N, samples, classes), the model's outputs on the patterns (rows past an
-    image's `samples` unused), `stability` (N,) the probability that the top-k signed set holds
+    `local_pred` (N,), `outputs` (N, samples, classes), the model's outputs on the patterns (NaN past an
+    image's `samples`), `stability` (N,) the probability that the top-k signed set holds
     (`engine.lime_stability`) and `samples` (N,) the perturbations each image used."""
 
     weights: np.ndarray
@@ -179,7 +179,7 @@ def fit_lime_auto(model: "Model", x: np.ndarray, targets: np.ndarray, segments: 
     n_img, cap, s_max = data.shape
     perturbed = _Perturbed(model, x, segments, data, hidden, batch_size)
     kernel = lime_kernel(cosine_distance_to_ones(data, n_feat), kernel_width)
-    outputs = np.empty((n_img, cap, model.n_classes), dtype=np.float32)
+    outputs = np.full((n_img, cap, model.n_classes), np.nan, dtype=np.float32)  # rows an image never used stay NaN
     weights = np.full((n_img, s_max), np.nan)
     intercept, r2, local_pred, stable = (np.empty(n_img) for _ in range(4))
     used = np.zeros(n_img, dtype=np.int64)
