@@ -37,7 +37,8 @@ SHARED = Path(os.environ.get("ONNXPLAIN_SHARED", ROOT.parent / "shared"))
 FACES = "skimage_lfw_subset_200x25x25.npy"  # 100 real faces (then 100 non-faces), 25x25 gray
 DEFAULT_MODELS = "k01,o01"
 # The zoo MANIFEST's preprocessing for the Keras models, given to the exporter: (x/255 - 0.5) * 2.
-EXPORT_OPTIONS = {"k01": dict(labels="fer2013", scale=2.0 / 255.0, mean=1.0, std=1.0)}
+_KERAS_FER = dict(labels="fer2013", scale=2.0 / 255.0, mean=1.0, std=1.0)
+EXPORT_OPTIONS = {"k01": _KERAS_FER, "k02": _KERAS_FER}
 
 
 def zoo_file(key: str) -> Path:

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
 from .options import (
-    DataOpt, Device, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimitOpt, MethodsOpt,
-    ModelArg, OutOpt, PerClassOpt, QuietOpt, SeedOpt, TargetOutputOpt, gradient_params, parse_methods,
+    DataOpt, Device, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimeSamplesOpt, LimitOpt,
+    MethodsOpt, ModelArg, OutOpt, PerClassOpt, QuietOpt, SeedOpt, TargetOutputOpt, parse_methods, report_params,
 )
 from .output import OUT_ROOT, command_output, default_out, save_json, say
 
@@ -87,6 +87,7 @@ def report_command(
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
     target_output: TargetOutputOpt = None,
+    samples: LimeSamplesOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
@@ -119,8 +120,8 @@ def report_command(
         detect_preprocessing(m, ds, code=sorted(model.resolve().parent.glob("*.py")))
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
-                            progress=run.progress, method_params=gradient_params(steps, tolerance, target_output),
-                            training=training)
+                            progress=run.progress,
+                            method_params=report_params(steps, tolerance, samples, target_output), training=training)
         doc = {"command": "report", "model": str(model), "data": str(data), "report": str(page), "out": str(folder)}
         run.result(doc, paths=[page], human=lambda console: say(console, f"report for {model.name} on {data.name}:"))
 

@@ -16,7 +16,7 @@ from onnxplain.engine.errors import BadInputError
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model
 from .options import (
     METHOD_PANEL, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, ModelArg, OptionalDataOpt, OutOpt, QuietOpt,
-    SeedOpt, Segments, TargetOutputOpt,
+    SamplesOpt, SeedOpt, Segments, TargetOutputOpt,
 )
 from .output import CommandOutput, command_output, default_out, save_json, save_npy, say, unique_names
 
@@ -51,9 +51,7 @@ def explain_command(
     per_class: Annotated[Optional[int], typer.Option(
         "--per-class", min=1, help="With --data: explain K images of each class (default 1).",
         show_default=False)] = None,
-    samples: Annotated[Optional[int], typer.Option(
-        "--samples", min=1, help="LIME perturbations / SmoothGrad noisy copies.", rich_help_panel=METHOD_PANEL,
-        show_default=False)] = None,
+    samples: SamplesOpt = None,
     segments: Annotated[Optional[Segments], typer.Option(
         "--segments", help="LIME superpixels.", rich_help_panel=METHOD_PANEL, show_default=False)] = None,
     impl: Annotated[Optional[str], typer.Option(
@@ -100,6 +98,8 @@ def explain_command(
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
         own = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(info.params) if k in given) or "none"
         raise BadInputError(f"{flags} does not apply to --method {method}; its options: {own}")
+    if samples == "auto" and method != "lime":
+        raise BadInputError(f"--samples auto applies to --method lime only; give --method {method} a number")
     if not inputs and data is None:
         raise BadInputError("give INPUTS (images, arrays, DATA:ROWS) or --data PATH with --per-class K")
     if per_class is not None and data is None:
@@ -216,11 +216,13 @@ def _row_label(record: dict[str, Any]) -> str:
 def _print_table(console: Console, doc: dict[str, Any]) -> None:
     table = Table(title=f"{doc['method']} on {Path(doc['model']).name} ({doc['seconds']:.2f} s, {doc['device']})",
                   title_justify="left")
-    for col in ("input", "target", "score", "figure"):
+    stability = all("stability" in r for r in doc["images"])
+    for col in ("input", "target", "score", *(["top-k stable at"] if stability else []), "figure"):
         table.add_column(col, overflow="fold")
     for r in doc["images"]:
         name = r["target_name"] if r["target_name"] == str(r["target"]) else f"{r['target']} {r['target_name']}"
-        table.add_row(r["input"], name, f"{r['score']:.3f}", Path(r["png"]).name)
+        stable = [f"{r['stability']:.0%}, {r['samples_used']:,} samples"] if stability else []
+        table.add_row(r["input"], name, f"{r['score']:.3f}", *stable, Path(r["png"]).name)
     console.print(table)
     if "metrics" in doc:
         say(console, _trust_line(doc["metrics"]))

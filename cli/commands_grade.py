@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayoutOpt, LimitOpt, OutOpt, QuietOpt, SeedOpt,
-    TargetOutputOpt, TrustOpt, gradient_params,
+    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayoutOpt, LimeSamplesOpt, LimitOpt, OutOpt,
+    QuietOpt, SeedOpt, TargetOutputOpt, TrustOpt, report_params,
 )
 from .output import OUT_ROOT, command_output, say
 
@@ -46,8 +46,7 @@ def grade_command(
     layout: LayoutOpt = None,
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="Class names for every model: fer2013, food11, digits or a,b,c.", show_default=False)] = None,
-    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="LIME samples.", show_default=False)]
-    = None,
+    samples: LimeSamplesOpt = None,
     steps: IgStepsOpt = None,
     tolerance: IgToleranceOpt = None,
     target_output: TargetOutputOpt = None,
@@ -74,9 +73,7 @@ def grade_command(
     unknown = [m for m in chosen if m not in method_names()]
     if unknown:
         raise BadInputError(f"unknown method {unknown[0]!r}; known methods: {', '.join(method_names())}")
-    params: dict[str, dict[str, Any]] = gradient_params(steps, tolerance, target_output)
-    if samples is not None:
-        params["lime"] = {"samples": samples}
+    params = report_params(steps, tolerance, samples, target_output)
     options = GradeOptions(
         data=str(data.resolve()), methods=chosen, per_class=per_class, limit=limit, seed=seed, timeout=timeout,
         memory_gb=memory_gb, trust=trust, arch_name=arch_name, input_shape=input_shape, labels=labels,

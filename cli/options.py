@@ -145,6 +145,40 @@ def gradient_params(steps: int | None, tolerance: float | None,
     return params
 
 
+def parse_samples(text: str) -> int | str:
+    """`--samples`: a whole number of at least 1, or `auto` (LIME only: as many as its top superpixels need)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a whole number or 'auto'") from None
+    if value < 1:
+        raise typer.BadParameter(f"{value} is less than 1")
+    return value
+
+
+_AUTO_HELP = "auto: in rounds until the top-5 superpixels are stable at 95%, at most 5,000"
+# The annotations say str for Typer (it has no unions); the parser gives an int or "auto".
+SamplesOpt = Annotated[Optional[str], typer.Option(
+    "--samples", parser=parse_samples, metavar="N|auto", help=f"LIME perturbations ({_AUTO_HELP}) / SmoothGrad "
+    "noisy copies.", rich_help_panel=METHOD_PANEL, show_default=False)]
+LimeSamplesOpt = Annotated[Optional[str], typer.Option(
+    "--samples", parser=parse_samples, metavar="N|auto", help=f"LIME perturbations per image ({_AUTO_HELP}; "
+    "default 1000).", rich_help_panel=METHOD_PANEL, show_default=False)]
+
+
+
+
+def report_params(steps: int | None, tolerance: float | None, samples: int | str | None,
+                  target_output: TargetOutput | None = None) -> dict[str, dict[str, Any]]:
+    """`gradient_params`, plus LIME's sample count when given: what report and grade pass on."""
+    params = gradient_params(steps, tolerance, target_output)
+    if samples is not None:
+        params.setdefault("lime", {})["samples"] = samples
+    return params
+
+
 def parse_index_list(text: str | None, what: str) -> list[int] | None:
     """`0-15` or `0,3,7` -> indices (ranges inclusive)."""
     if text is None:

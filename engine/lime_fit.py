@@ -16,8 +16,10 @@ is exactly 0 while the others are unchanged. That lets one batched solve serve e
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -26,6 +28,13 @@ from threadpoolctl import ThreadpoolController
 @functools.lru_cache(maxsize=1)
 def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()  # scans the loaded BLAS libraries once (~15 ms)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """A context in which BLAS runs on one thread: LIME's products are small (S ~ 50), and a
+    multi-threaded OpenBLAS beside onnxruntime's threads on a busy 2-core machine took 60-100 ms for a
+    0.1 ms product."""
+    return _threadpools().limit(limits=1, user_api="blas")
 
 
 def lime_kernel(distances: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
@@ -62,10 +71,9 @@ def weighted_ridge(data: np.ndarray, labels: np.ndarray, weights: np.ndarray, al
     and its `score`, in closed form for B independent sets and all K label columns at once.
 
     data (B, n, S) or (n, S); labels (B, n, K) or (n, K); weights (B, n) or (n,).
-    BLAS runs single-threaded here: these products are small (S ~ 50), and a multi-threaded
-    OpenBLAS beside onnxruntime's threads on a busy 2-core machine took 60-100 ms for a 0.1 ms product.
+    BLAS runs single-threaded here (`one_blas_thread`).
     """
-    with _threadpools().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _weighted_ridge(data, labels, weights, alpha)
 
 

@@ -53,10 +53,12 @@ METHOD_TEXT = {
                    "Saliency averaged over noisy copies of each image: less speckle, the same question."),
     "lime": ("LIME",
              "LIME splits each image into superpixels, hides random subsets of them, and fits a weighted linear "
-             "model to the network's outputs. Red superpixels push the predicted class up, blue ones push it down; "
-             "in the last column the top positive superpixels are green and the top negative ones red. The table "
-             "relates each class to the confusion matrix: how often the model gets the class right (recall) and "
-             "what it mistakes it for."),
+             "model to the network's outputs. Red superpixels push the predicted class up, blue ones push it down, "
+             "in the map, the overlay and the last column (which marks the top ones). \"Top-k stable at\" is the "
+             "probability that the k superpixels of largest weight, with their signs, come out the same on another "
+             "draw of the perturbations; with samples=auto LIME draws until that reaches 95% (at most 5,000 "
+             "samples). The table relates each class to the confusion matrix: how often the model gets the class "
+             "right (recall) and what it mistakes it for."),
     "ig": ("Integrated gradients",
            "Gradients averaged along the straight path from a baseline to the image, multiplied by "
            "(image - baseline). Signed: red raises the score, blue lowers it. The attributions should add up to "
@@ -402,14 +404,16 @@ def _method_section(run: _Run, model: "Model", name: str, images: np.ndarray, ro
              relative_to=run.out)
     records = [expl.record(i) for i in range(len(expl))]
     headers = ["image", "true", "explained (predicted)", "score"]
-    extra_cols = [k for k in ("completeness_error", "r2", "n_segments") if k in expl.extras]
+    extra_cols = [k for k in ("completeness_error", "r2", "n_segments", "stability") if k in expl.extras]
     table_rows = []
     for i, r in enumerate(rows):
         cells: list[Any] = [r["id"], r["true_name"] or "-", expl.target_name(i), f"{expl.scores[i]:.3f}"]
-        cells += [_fmt(np.asarray(expl.extras[k])[i], percent=(k == "completeness_error")) for k in extra_cols]
+        cells += [figures.lime_stability_text(expl, i, prefix=False) if k == "stability"
+                  else _fmt(np.asarray(expl.extras[k])[i], percent=(k == "completeness_error")) for k in extra_cols]
         table_rows.append(cells)
     headers += [{"completeness_error": "completeness error", "r2": "R² of the local model",
-                 "n_segments": "superpixels"}[k] for k in extra_cols]
+                 "n_segments": "superpixels", "stability": f"top-{expl.params.get('top_k', 5)} stable at"}[k]
+                for k in extra_cols]
     if name == "lime" and ev is not None:
         headers += ["recall of the true class", "most often mistaken for"]
         for cells, r in zip(table_rows, rows):

@@ -19,6 +19,11 @@ softmax (what lime users pass as `classifier_fn`), logits otherwise (as Captum w
 `impl="lime"` runs the lime package's `LimeImageExplainer` itself on the same superpixels,
 batched through `Model.predict`, and returns the same fields.
 
+Every explanation records how likely its top-k superpixels and their signs are to hold on another draw
+of the perturbations (`engine.lime_stability`); `samples="auto"` draws in rounds until that is likely
+enough (`fit_lime_auto`). A fixed sample count runs exactly as before: the stability is computed after
+the fit from the same samples and changes nothing else.
+
 Defaults: SLIC with `n_segments=50` (about 40-45 superpixels on a 48x48 face, 1-2 ms); lime's own
 default, quickshift, gives 1-5 superpixels at that size (`segments="quickshift"` keeps it).
 """
@@ -36,6 +41,7 @@ from ..batching import batch_slices
 from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
 from ..lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
+from ..lime_stability import image_stability
 from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
 from ..registry import register
 from ..segmentation import DEFAULT_N_SEGMENTS, SEGMENTERS, segment_batch
@@ -48,18 +54,24 @@ log = logging.getLogger(__name__)
 IMPLS = ("ours", "lime")
 RIDGE_ALPHA = 1.0  # lime's Ridge(alpha=1)
 _FIT_ELEMENTS = 1 << 22  # float64 elements of one ridge sub-batch (images x samples x superpixels)
+AUTO = "auto"
+AUTO_FIRST = 100  # samples="auto": the first round's perturbations, and the least any later round adds
 
 
 @dataclass(frozen=True)
 class LimeResult:
     """Per image, for its target class: `weights` (N, S_max) NaN-padded, `intercept`, `r2`,
-    `local_pred` (N,), and `outputs` (N, samples, classes), the model's outputs on the patterns."""
+    `local_pred` (N,), `outputs` (N, samples, classes), the model's outputs on the patterns (NaN past an
+    image's `samples`), `stability` (N,) the probability that the top-k signed set holds
+    (`engine.lime_stability`) and `samples` (N,) the perturbations each image used."""
 
     weights: np.ndarray
     intercept: np.ndarray
     r2: np.ndarray
     local_pred: np.ndarray
     outputs: np.ndarray | None = None
+    stability: np.ndarray | None = None
+    samples: np.ndarray | None = None
 
 
 def sample_masks(samples: int, n_features: int, seed: int) -> np.ndarray:
@@ -87,35 +99,47 @@ def hidden_images(model: "Model", x: np.ndarray, segments: np.ndarray,
     return out if model.spec.layout == "NHWC" else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def fit_lime(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.ndarray,
-             masks: Sequence[np.ndarray], hidden: np.ndarray, *, kernel_width: float, batch_size: int) -> LimeResult:
-    """Our LIME given its inputs: segments (N, H, W), one (samples, S_i) pattern matrix per image
-    (row 0 all ones), the hidden images; evaluates every pattern and fits the local models."""
-    n_img = x.shape[0]
+class _Perturbed:
+    """The patterned images of a set of images, on the model's device: `outputs(rows, images)` evaluates
+    pattern rows a..b of the given images (one batch may span images) and returns (images, b - a, classes)."""
+
+    def __init__(self, model: "Model", x: np.ndarray, segments: np.ndarray, data: np.ndarray, hidden: np.ndarray,
+                 batch_size: int) -> None:
+        self.arrays = arrays_for(model)
+        self.batch_size = batch_size
+        self.shape = segments.shape[1:]
+        self.data_d = self.arrays.put(data)
+        self.seg_d = [self.arrays.put(seg.ravel(), np.int64) for seg in segments]
+        self.x_d, self.hid_d = self.arrays.put(x, np.float32), self.arrays.put(hidden, np.float32)
+
+    def _build(self, i: int, a: int, b: int) -> Any:
+        keep = self.arrays.take_columns(self.data_d[i, a:b], self.seg_d[i]).reshape(b - a, *self.shape)
+        return self.arrays.where(self.arrays.channel_mask(keep), self.x_d[i], self.hid_d[i])
+
+    def outputs(self, rows: slice, images: np.ndarray) -> np.ndarray:
+        a, b = rows.start, rows.stop
+        return predict_perturbed(self.arrays, len(images), b - a,
+                                 lambda j, lo, hi: self._build(int(images[j]), a + lo, a + hi), self.batch_size)
+
+
+def _padded(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One (N, samples, S_max) bool array of the images' patterns, zero-padded, and each image's S."""
     n_feat = np.array([m.shape[1] for m in masks], dtype=np.int64)
     samples = masks[0].shape[0]
     if any(m.shape[0] != samples for m in masks):
         raise ValueError("every image needs the same number of samples")
-    s_max = int(n_feat.max())
-    data = np.zeros((n_img, samples, s_max), dtype=bool)
+    data = np.zeros((len(masks), samples, int(n_feat.max())), dtype=bool)
     for i, m in enumerate(masks):
         data[i, :, : m.shape[1]] = m
+    return data, n_feat
 
-    arrays = arrays_for(model)
-    h, w = segments.shape[1:]
-    data_d = arrays.put(data)
-    seg_d = [arrays.put(seg.ravel(), np.int64) for seg in segments]
-    x_d, hid_d = arrays.put(x, np.float32), arrays.put(hidden, np.float32)
 
-    def build(i: int, a: int, b: int) -> Any:
-        keep = arrays.take_columns(data_d[i, a:b], seg_d[i]).reshape(b - a, h, w)
-        return arrays.where(arrays.channel_mask(keep), x_d[i], hid_d[i])
-
-    outputs = predict_perturbed(arrays, n_img, samples, build, batch_size)
-
-    kernel = lime_kernel(cosine_distance_to_ones(data, n_feat), kernel_width)
+def _fit_rows(data: np.ndarray, outputs: np.ndarray, kernel: np.ndarray, targets: np.ndarray, n_feat: np.ndarray, *,
+              top_k: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The ridge fits of these images on all their rows: (weights NaN-padded, intercept, r2, local_pred, stability)."""
+    n_img, samples, s_max = data.shape
     weights = np.full((n_img, s_max), np.nan)
-    intercept, r2, local_pred = np.empty(n_img), np.empty(n_img), np.empty(n_img)
+    intercept, r2, local_pred, stable = (np.empty(n_img) for _ in range(4))
     per_fit = max(1, _FIT_ELEMENTS // (samples * s_max))
     for s in batch_slices(n_img, per_fit):
         fit = weighted_ridge(data[s], outputs[s], kernel[s], alpha=RIDGE_ALPHA)
@@ -125,7 +149,52 @@ def fit_lime(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.nd
         intercept[s], r2[s], local_pred[s] = fit.intercept[rows, t], fit.score[rows, t], fit.local_pred[rows, t]
     for i, k in enumerate(n_feat):
         weights[i, k:] = np.nan
-    return LimeResult(weights, intercept, r2, local_pred, outputs)
+        stable[i] = image_stability(data[i, :, :k], outputs[i, :, targets[i]], kernel[i], weights[i, :k],
+                                    intercept[i], alpha=RIDGE_ALPHA, k=top_k, seed=seed)
+    return weights, intercept, r2, local_pred, stable
+
+
+def fit_lime(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.ndarray,
+             masks: Sequence[np.ndarray], hidden: np.ndarray, *, kernel_width: float, batch_size: int,
+             top_k: int = 5, seed: int = 0) -> LimeResult:
+    """Our LIME given its inputs: segments (N, H, W), one (samples, S_i) pattern matrix per image
+    (row 0 all ones), the hidden images; evaluates every pattern and fits the local models.
+    `top_k` and `seed` serve only the stability estimate."""
+    data, n_feat = _padded(masks)
+    n_img, samples, _ = data.shape
+    outputs = _Perturbed(model, x, segments, data, hidden, batch_size).outputs(slice(0, samples), np.arange(n_img))
+    kernel = lime_kernel(cosine_distance_to_ones(data, n_feat), kernel_width)
+    fitted = _fit_rows(data, outputs, kernel, targets, n_feat, top_k=top_k, seed=seed)
+    return LimeResult(*fitted[:4], outputs=outputs, stability=fitted[4], samples=np.full(n_img, samples))
+
+
+def fit_lime_auto(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.ndarray,
+                  masks: Sequence[np.ndarray], hidden: np.ndarray, *, kernel_width: float, batch_size: int,
+                  top_k: int, seed: int, threshold: float) -> LimeResult:
+    """`fit_lime` in rounds over the rows of `masks` (each up to the cap): AUTO_FIRST rows, then a quarter
+    more each round (at least AUTO_FIRST), refitting after each; an image stops once the stability of its
+    top-k set reaches `threshold` (or the rows run out). With its first n rows an image gets what
+    `fit_lime` gives with n samples, since `sample_masks` of n rows is the first n of more."""
+    data, n_feat = _padded(masks)
+    n_img, cap, s_max = data.shape
+    perturbed = _Perturbed(model, x, segments, data, hidden, batch_size)
+    kernel = lime_kernel(cosine_distance_to_ones(data, n_feat), kernel_width)
+    outputs = np.full((n_img, cap, model.n_classes), np.nan, dtype=np.float32)  # rows an image never used stay NaN
+    weights = np.full((n_img, s_max), np.nan)
+    intercept, r2, local_pred, stable = (np.empty(n_img) for _ in range(4))
+    used = np.zeros(n_img, dtype=np.int64)
+    active, done = np.arange(n_img), 0
+    while active.size:
+        n = min(cap, max(AUTO_FIRST, done + max(AUTO_FIRST, done // 4)))
+        outputs[active, done:n] = perturbed.outputs(slice(done, n), active)
+        fitted = _fit_rows(data[active, :n], outputs[active, :n], kernel[active, :n], targets[active], n_feat[active],
+                           top_k=top_k, seed=seed)
+        for dest, value in zip((weights, intercept, r2, local_pred, stable), fitted):
+            dest[active] = value
+        used[active], done = n, n
+        log.debug("lime auto: %d rows, stability %s", n, np.round(fitted[4], 3).tolist())
+        active = active[(fitted[4] < threshold) & (n < cap)]
+    return LimeResult(weights, intercept, r2, local_pred, outputs=outputs, stability=stable, samples=used)
 
 
 def top_masks(segments: np.ndarray, weights: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +228,9 @@ def run_lime_package(model: "Model", x: np.ndarray, targets: np.ndarray, segment
                      seed: int) -> tuple[LimeResult, np.ndarray, np.ndarray]:
     """The lime package's `LimeImageExplainer` on our superpixels, its images evaluated by `Model.predict`
     in its own batches of `batch_size`. Images go to lime as pixels 0..255 (gray as HxW, which lime turns
-    to RGB), so `hide_color` means the same as ours. Returns the result and lime's own top-k masks."""
+    to RGB), so `hide_color` means the same as ours. Returns the result and lime's own top-k masks.
+    The stability comes from lime's own samples: its patterns are RandomState(seed)'s (as lime draws them)
+    and its outputs those `classifier_fn` returned."""
     from lime import lime_image
 
     spec = model.spec
@@ -167,13 +238,15 @@ def run_lime_package(model: "Model", x: np.ndarray, targets: np.ndarray, segment
     n_img = x.shape[0]
     s_max = int(segments.reshape(n_img, -1).max(axis=1).max()) + 1
     weights = np.full((n_img, s_max), np.nan)
-    intercept, r2, local_pred = np.empty(n_img), np.empty(n_img), np.empty(n_img)
+    intercept, r2, local_pred, stable = (np.empty(n_img) for _ in range(4))
     pos = np.zeros(segments.shape, dtype=bool)
     neg = np.zeros(segments.shape, dtype=bool)
+    seen: list[np.ndarray] = []
 
     def classifier_fn(images: np.ndarray) -> np.ndarray:
         batch = images[..., :1] if spec.channels == 1 else images
-        return model.predict(spec.pixels_to_model(batch), batch_size)
+        seen.append(model.predict(spec.pixels_to_model(batch), batch_size))
+        return seen[-1]
 
     for i in range(n_img):
         label = int(targets[i])
@@ -191,7 +264,26 @@ def run_lime_package(model: "Model", x: np.ndarray, targets: np.ndarray, segment
         pos[i] = exp.get_image_and_mask(label, positive_only=True, num_features=top_k, hide_rest=False)[1] > 0
         neg[i] = exp.get_image_and_mask(label, positive_only=False, negative_only=True, num_features=top_k,
                                         hide_rest=False)[1] > 0
-    return LimeResult(weights, intercept, r2, local_pred), pos, neg
+        n_feat = int(segments[i].max()) + 1
+        data = np.random.RandomState(seed).randint(0, 2, samples * n_feat).reshape((samples, n_feat))
+        data[0] = 1
+        kernel = lime_kernel(cosine_distance_to_ones(data, n_feat), kernel_width)
+        outputs = np.concatenate(seen)
+        seen.clear()
+        stable[i] = image_stability(data, outputs[:, label], kernel, weights[i, :n_feat], intercept[i],
+                                    alpha=RIDGE_ALPHA, k=top_k, seed=seed)
+    result = LimeResult(weights, intercept, r2, local_pred, stability=stable, samples=np.full(n_img, samples))
+    return result, pos, neg
+
+
+def _sample_count(samples: Any) -> int:
+    """A fixed sample count from an int or its text; anything else is a one-line error."""
+    try:
+        if isinstance(samples, bool) or float(samples) != int(samples):
+            raise ValueError
+        return int(samples)
+    except (TypeError, ValueError):
+        raise BadInputError(f"samples must be a whole number (at least 2) or {AUTO!r}, got {samples!r}") from None
 
 
 @register("lime", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE)
@@ -202,32 +294,46 @@ def lime(
     *,
     batch_size: int,
     seed: int,
-    samples: int = 1000,
+    samples: int | str = 1000,
     segments: str = "slic",
     n_segments: int = DEFAULT_N_SEGMENTS,
     kernel_width: float = 0.25,
     hide_color: float | Sequence[float] | None = None,
     top_k: int = 5,
     impl: str = "ours",
+    max_samples: int = 5000,
+    stability: float = 0.95,
 ) -> Explanation:
     """LIME: signed superpixel weights of a local weighted ridge model fitted on random perturbations.
 
     maps: each pixel holds its superpixel's weight for the target class. extras: `segments` (N, H, W)
     int32, `weights` (N, S_max) NaN-padded, `n_segments` (N,), `r2`, `intercept`, `local_pred` (N,),
     `positive_mask` / `negative_mask` (N, H, W) bool (the top_k superpixels either way, as lime's
-    get_image_and_mask). hide_color: None (superpixel mean) or a pixel value 0..255.
+    get_image_and_mask), `stability` (N,) the probability that those top_k superpixels and their signs
+    hold on other perturbations (`engine.lime_stability`), `samples_used` (N,). hide_color: None
+    (superpixel mean) or a pixel value 0..255.
+
+    samples="auto": perturbations in rounds until the stability reaches `stability`, at most
+    `max_samples` of them (`fit_lime_auto`); a number: exactly that many, as the lime package draws.
     """
     if impl not in IMPLS:
         raise BadInputError(f"unknown LIME impl {impl!r}; choose one of: {', '.join(IMPLS)}")
     if segments not in SEGMENTERS:
         raise BadInputError(f"unknown segmentation {segments!r}; choose one of: {', '.join(SEGMENTERS)}")
-    if int(samples) < 2:
-        raise BadInputError(f"samples must be at least 2 (the image itself and one perturbation), got {samples}")
+    auto = samples == AUTO
+    count = int(max_samples) if auto else _sample_count(samples)
+    if count < 2:
+        what = "max_samples" if auto else "samples"
+        raise BadInputError(f"{what} must be at least 2 (the image itself and one perturbation), got {count}")
+    if auto and impl != "ours":
+        raise BadInputError("samples='auto' needs impl='ours' (the lime package draws a fixed number of samples)")
+    if not 0 < float(stability) < 1:
+        raise BadInputError(f"stability must be a probability between 0 and 1 (exclusive), got {stability}")
     if not float(kernel_width) > 0:
         raise BadInputError(f"kernel_width must be positive, got {kernel_width}")
     if int(top_k) < 0:
         raise BadInputError(f"top_k must be 0 or more, got {top_k}")
-    samples, top_k = int(samples), int(top_k)
+    top_k = int(top_k)
 
     segs = segment_batch(model.spec.to_display(x), segments, n_segments, seed=seed)
     n_feat = segs.reshape(len(segs), -1).max(axis=1).astype(np.int64) + 1
@@ -235,23 +341,32 @@ def lime(
     scores = None
     if impl == "ours":
         hidden = hidden_images(model, x, segs, hide_color)
-        masks = [sample_masks(samples, int(k), seed) for k in n_feat]
-        result = fit_lime(model, x, targets, segs, masks, hidden, kernel_width=kernel_width, batch_size=batch_size)
+        masks = [sample_masks(count, int(k), seed) for k in n_feat]
+        if auto:
+            result = fit_lime_auto(model, x, targets, segs, masks, hidden, kernel_width=kernel_width,
+                                   batch_size=batch_size, top_k=top_k, seed=seed, threshold=float(stability))
+        else:
+            result = fit_lime(model, x, targets, segs, masks, hidden, kernel_width=kernel_width, batch_size=batch_size,
+                              top_k=top_k, seed=seed)
         pos, neg = top_masks(segs, result.weights, top_k)
         assert result.outputs is not None
         scores = result.outputs[np.arange(len(targets)), 0, targets]  # row 0: the unperturbed image
     else:
         if hide_color is not None:
             per_channel_constant(model, hide_color, "hide_color")  # same validation as ours
-        result, pos, neg = run_lime_package(model, x, targets, segs, samples=samples, kernel_width=kernel_width,
+        result, pos, neg = run_lime_package(model, x, targets, segs, samples=count, kernel_width=kernel_width,
                                             hide_color=hide_color, top_k=top_k, batch_size=batch_size, seed=seed)
 
     weights = result.weights
     maps = np.stack([np.nan_to_num(w)[seg] for w, seg in zip(weights, segs)]).astype(np.float32)
-    params = dict(samples=samples, segments=segments, n_segments=int(n_segments), kernel_width=float(kernel_width),
-                  hide_color=hide_color, top_k=top_k, impl=impl, batch_size=batch_size, seed=seed)
+    params = dict(samples=AUTO if auto else count, segments=segments, n_segments=int(n_segments),
+                  kernel_width=float(kernel_width), hide_color=hide_color, top_k=top_k, impl=impl,
+                  batch_size=batch_size, seed=seed)
+    if auto:
+        params.update(max_samples=count, stability=float(stability))
     extras = dict(
         segments=segs, weights=weights, n_segments=n_feat, r2=result.r2, intercept=result.intercept,
-        local_pred=result.local_pred, positive_mask=pos, negative_mask=neg,
+        local_pred=result.local_pred, positive_mask=pos, negative_mask=neg, stability=result.stability,
+        samples_used=result.samples,
     )
     return make_explanation(model, "lime", x, targets, maps, params=params, scores=scores, extras=extras)

@@ -34,6 +34,7 @@ CONFUSION_CMAP = "Blues"
 # Methods whose maps carry a sign by definition; any map with a negative value is drawn signed too.
 SIGNED_METHODS = frozenset({"ig", "lime", "occlusion"})
 OVERLAY_ALPHA = 0.7
+LIME_TINT = 0.8  # the top superpixels take the signed map's colour at 80% of its scale: a clear red or blue
 TITLE_BAND = 0.45  # inches above the cells for the figure title
 _FONT = 8
 
@@ -369,7 +370,18 @@ def explanation_title(explanation: "Explanation", index: int | None) -> str:
         parts.append(f"completeness error {float(np.asarray(extras['completeness_error'])[index]):.2%}")
     if "r2" in extras:
         parts.append(f"R² {float(np.asarray(extras['r2'])[index]):.2f}")
+    if "stability" in extras:
+        parts.append(lime_stability_text(explanation, index))
     return " · ".join(parts)
+
+
+def lime_stability_text(explanation: "Explanation", index: int, *, prefix: bool = True) -> str:
+    """'top-5 stable at 97%, 400 samples' (without `prefix`: '97%, 400 samples'): how likely LIME's top
+    superpixels are to hold on other perturbations, and how many perturbations it took."""
+    stable = float(np.asarray(explanation.extras["stability"])[index])
+    used = int(np.asarray(explanation.extras["samples_used"])[index])
+    text = f"{stable:.0%}, {used:,} samples"
+    return f"top-{explanation.params.get('top_k', 5)} stable at {text}" if prefix else text
 
 
 def signed_color(value: float | np.ndarray, scale: float) -> np.ndarray:
@@ -391,19 +403,23 @@ def overlay(image: np.ndarray, amap: np.ndarray, *, signed: bool) -> np.ndarray:
 
 
 def lime_picture(image: np.ndarray, segments: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
-    """Superpixel boundaries (yellow) over the image, top positive superpixels tinted green and
-    outlined, top negative ones tinted red. Small images are enlarged (nearest neighbour) first so
-    that the one-pixel boundaries stay thin: (k*H, k*W, 3) in [0, 1]."""
+    """Superpixel boundaries (yellow) over the image, the top positive superpixels tinted and outlined in
+    the signed map's red (they raise the score), the top negative ones in its blue (they lower it). Small
+    images are enlarged (nearest neighbour) first so that the one-pixel boundaries stay thin: (k*H, k*W, 3)
+    in [0, 1]."""
     from skimage.segmentation import find_boundaries
 
     k = max(1, math.ceil(192 / max(image.shape[0], 1)))
     image, segments, positive, negative = (np.repeat(np.repeat(a, k, axis=0), k, axis=1)
                                            for a in (image, segments, positive, negative))
     out = (np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]).astype(np.float64).copy()
-    out[positive] = 0.5 * out[positive] + 0.5 * np.array([0.1, 0.85, 0.1])
-    out[negative] = 0.5 * out[negative] + 0.5 * np.array([0.9, 0.1, 0.1])
+    tops = [(mask, np.asarray(signed_color(sign * LIME_TINT, 1.0))[:3])
+            for mask, sign in ((positive, 1), (negative, -1))]
+    for mask, colour in tops:
+        out[mask] = 0.5 * out[mask] + 0.5 * colour
     out[find_boundaries(segments, mode="inner")] = (1.0, 0.9, 0.0)
-    out[find_boundaries(positive.astype(np.int32), mode="inner")] = (0.0, 1.0, 0.0)
+    for mask, colour in tops:
+        out[find_boundaries(mask.astype(np.int32), mode="inner")] = colour
     return np.clip(out, 0.0, 1.0)
 
 
@@ -435,7 +451,7 @@ def _draw_panel(fig: Figure, layout: Layout, ax: Axes, panel: str, explanation: 
         ex = explanation.extras
         ax.imshow(lime_picture(image, np.asarray(ex["segments"][index]), np.asarray(ex["positive_mask"][index], bool),
                                np.asarray(ex["negative_mask"][index], bool)), interpolation="nearest")
-        heading = heading or "superpixels: + green, - red"
+        heading = heading or "top superpixels: + red, - blue"
     else:
         raise ValueError(f"unknown panel {panel!r}")
     if titled:

@@ -106,6 +106,16 @@ def test_report_passes_the_target_output_to_every_gradient_method(tiny_onnx, tin
     assert "target_output" not in sections["lime"]["params"]
 
 
+def test_report_passes_lime_samples_on(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    out = tmp_path / "lime"
+    assert_json(invoke("report", tiny_onnx(), "--data", tiny_data["csv"], "--methods", "lime", "--samples", "auto",
+                       "--out", out, "--json"))
+    section = json.loads((out / "report.json").read_text())["sections"]["lime"]
+    assert section["params"]["samples"] == "auto"
+    assert all(0 <= image["stability"] <= 1 and image["samples_used"] >= 100 for image in section["images"])
+    assert "top-5 stable at" in (out / "report.html").read_text()
+
+
 def test_demo_hands_its_folder_progress_and_device_to_the_engine(monkeypatch, tmp_path: Path) -> None:
     """The demo itself (training, export, report) is tested with the engine; here: the command's wiring."""
     import onnxplain.engine.demo as demo

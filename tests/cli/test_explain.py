@@ -113,6 +113,21 @@ def test_forward_methods_with_their_parameters(tiny_onnx, tiny_data, tmp_path: P
     assert np.load(occ["images"][0]["npy"]).shape == (16, 16)
 
 
+def test_lime_samples_auto_and_its_stability(tiny_onnx, tiny_data, tmp_path: Path) -> None:
+    doc = assert_json(invoke("explain", tiny_onnx(), tiny_data["png"], "--method", "lime", "--samples", "auto",
+                             "--segments", "grid", "--out", tmp_path / "auto", "--json"))
+    record = doc["images"][0]
+    assert doc["params"]["samples"] == "auto" and 100 <= record["samples_used"] <= 5000
+    assert 0 <= record["stability"] <= 1 and (record["stability"] >= 0.95 or record["samples_used"] == 5000)
+    shown = assert_ok(invoke("explain", tiny_onnx(), tiny_data["png"], "--method", "lime", "--samples", "60",
+                             "--segments", "grid", "--out", tmp_path / "fixed"))
+    assert "top-k stable at" in shown.stdout and "60 samples" in shown.stdout
+    assert_user_error(invoke("explain", tiny_onnx(), tiny_data["png"], "--method", "smoothgrad", "--samples", "auto",
+                             "--out", tmp_path / "x"), "--samples auto applies to --method lime only")
+    assert_user_error(invoke("explain", tiny_onnx(), tiny_data["png"], "--method", "lime", "--samples", "0",
+                             "--out", tmp_path / "x"), "--samples", "less than 1")
+
+
 def test_unknown_method_lists_the_known_ones(tiny_onnx, tiny_data) -> None:
     line = assert_user_error(invoke("explain", tiny_onnx(), tiny_data["png"], "--method", "shap"), "unknown method 'shap'")
     for known in ("gradcam", "ig", "lime", "occlusion", "saliency", "smoothgrad"):

@@ -7,10 +7,13 @@ vectorised perturbations, batching and fit are all checked, not only the algebra
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sklearn.metrics
+import torch
+from torch import nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lime import lime_image
@@ -18,9 +21,11 @@ from lime.lime_base import LimeBase
 
 from onnxplain.engine import BadInputError, Model, explain
 from onnxplain.engine.lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
+from onnxplain.engine.lime_stability import ridge_covariance, stability, top_set
 from onnxplain.engine.methods import lime as lime_method
-from onnxplain.engine.methods.lime import fit_lime, hidden_images, sample_masks, top_masks
+from onnxplain.engine.methods.lime import AUTO_FIRST, fit_lime, hidden_images, sample_masks, top_masks
 from onnxplain.engine.perturbation import Arrays
+from tests.conftest import export_onnx
 from tests.engine.forward_data import images_for, o01, rgb_images, tiny_model  # noqa: F401  (fixtures)
 
 KERNEL_WIDTH = 0.25
@@ -182,13 +187,16 @@ def check_impl_lime(model: Model, images: list[np.ndarray], samples: int, seed: 
         data[0, :] = 1
         x = ref.inputs[i : i + 1]
         ours = fit_lime(model, x, ref.targets[i : i + 1], segs[i : i + 1], [data], hidden_images(model, x, segs[i : i + 1], None),
-                        kernel_width=KERNEL_WIDTH, batch_size=64)
+                        kernel_width=KERNEL_WIDTH, batch_size=64, seed=seed)
         # lime sees the image as pixels 0..255 and we as model input: the float32 round trip moves the
         # outputs by ~1e-7, which R^2 (residual over the small variance of a tiny model's outputs) magnifies
         np.testing.assert_allclose(ours.weights[0, :n_feat], ref.extras["weights"][i, :n_feat], rtol=0, atol=2e-6)
         assert np.abs(ours.weights[0, :n_feat] - ref.extras["weights"][i, :n_feat]).max() <= 1e-3 * np.abs(ours.weights).max()
         assert abs(ours.intercept[0] - ref.extras["intercept"][i]) < 2e-6
         assert abs(ours.r2[0] - ref.extras["r2"][i]) < 2e-5
+        # the stability of lime's run comes from lime's own samples: ours on the same samples agrees
+        assert abs(ours.stability[0] - ref.extras["stability"][i]) <= 0.01
+        assert ref.extras["samples_used"][i] == samples
         pos, neg = top_masks(segs[i : i + 1], ref.extras["weights"][i : i + 1], 5)
         np.testing.assert_array_equal(pos[0], ref.extras["positive_mask"][i])
         np.testing.assert_array_equal(neg[0], ref.extras["negative_mask"][i])
@@ -295,8 +303,129 @@ def test_other_segmentations(segments: str, tiny_onnx, faces) -> None:
     (dict(hide_color="red"), "hide_color"),
     (dict(hide_color=[1, 2]), "hide_color"),
     (dict(num_samples=10), "no parameter num_samples"),
+    (dict(samples="many"), "whole number"),
+    (dict(samples=2.5), "whole number"),
+    (dict(samples="auto", max_samples=1), "max_samples"),
+    (dict(samples="auto", impl="lime"), "impl='ours'"),
+    (dict(samples="auto", stability=1.0), "stability"),
 ])
 def test_errors(params: dict, match: str, tiny_onnx, faces) -> None:
     model = tiny_model(tiny_onnx, "gray_nchw")
     with pytest.raises(BadInputError, match=match):
         explain(model, faces[:1], "lime", **params)
+
+
+# ---------------------------------------------------------------------------------- stability and samples="auto"
+class OneCell(nn.Module):
+    """Logits (s, -s) with s the sum of the top-left 4x4 cell: one grid superpixel decides everything."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x[:, :, :4, :4].sum(dim=(1, 2, 3))
+        return torch.stack([s, -s], dim=1)
+
+
+class Noise(nn.Module):
+    """(sin p, cos p) of a steep random projection p of the pixels: outputs no superpixel pattern explains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("w", torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 200)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = (x * self.w).sum(dim=(1, 2, 3))
+        return torch.stack([torch.sin(p), torch.cos(p)], dim=1)
+
+
+@pytest.fixture(scope="module")
+def special_models(tmp_path_factory) -> dict[str, Model]:
+    folder = tmp_path_factory.mktemp("lime_special")
+    return {name: Model(export_onnx(module.eval(), Path(folder / f"{name}.onnx"), (2, 1, 16, 16)))
+            for name, module in (("one_cell", OneCell()), ("noise", Noise()))}
+
+
+GRID = dict(segments="grid", n_segments=16, hide_color=0)
+
+
+def test_auto_stops_at_the_first_round_when_one_superpixel_decides(special_models, faces) -> None:
+    e = explain(special_models["one_cell"], faces[:3], "lime", targets=0, samples="auto", seed=0, **GRID)
+    assert np.all(e.extras["samples_used"] == AUTO_FIRST)
+    assert np.all(e.extras["stability"] >= 0.95)
+    w = e.extras["weights"]
+    assert np.all(np.nanargmax(np.abs(w), axis=1) == 0) and np.all(w[:, 0] > 0)
+    assert np.all(np.abs(w[:, 1:]) < 0.1 * w[:, :1])
+    assert e.params["samples"] == "auto" and e.params["max_samples"] == 5000 and e.params["stability"] == 0.95
+
+
+def test_auto_runs_to_the_cap_on_noise(special_models, faces) -> None:
+    e = explain(special_models["noise"], faces[:2], "lime", targets=0, samples="auto", max_samples=700, seed=0, **GRID)
+    assert np.all(e.extras["samples_used"] == 700)
+    assert np.all(e.extras["stability"] < 0.5)
+    fixed = explain(special_models["noise"], faces[:2], "lime", targets=0, samples=700, seed=0, **GRID)
+    np.testing.assert_allclose(e.extras["weights"], fixed.extras["weights"], rtol=0, atol=1e-9)
+
+
+def test_auto_is_deterministic_and_equals_fixed_samples_at_its_count(o01: Model, faces: np.ndarray) -> None:
+    a = explain(o01, list(faces[:3]), "lime", samples="auto", max_samples=1500, seed=3)
+    b = explain(o01, list(faces[:3]), "lime", samples="auto", max_samples=1500, seed=3)
+    assert a.maps.tobytes() == b.maps.tobytes()
+    for key in ("weights", "stability", "samples_used", "positive_mask"):
+        assert a.extras[key].tobytes() == b.extras[key].tobytes(), key
+    used = a.extras["samples_used"]
+    assert np.all((used >= AUTO_FIRST) & (used <= 1500))
+    assert np.all((a.extras["stability"] >= 0.95) | (used == 1500))
+    for i in range(3):  # an image that stopped at n rows has what samples=n gives it
+        fixed = explain(o01, list(faces[i : i + 1]), "lime", samples=int(used[i]), seed=3)
+        n = int(fixed.extras["n_segments"][0])
+        np.testing.assert_allclose(a.extras["weights"][i, :n], fixed.extras["weights"][0], rtol=0, atol=1e-6)
+        assert abs(a.extras["stability"][i] - fixed.extras["stability"][0]) < 1e-9
+
+
+def test_fixed_samples_record_their_stability(o01: Model, faces: np.ndarray) -> None:
+    few = explain(o01, list(faces[:4]), "lime", samples=150, seed=0)
+    many = explain(o01, list(faces[:4]), "lime", samples=2000, seed=0)
+    for e, n in ((few, 150), (many, 2000)):
+        assert np.all(e.extras["samples_used"] == n) and e.params["samples"] == n
+        assert np.all((e.extras["stability"] >= 0) & (e.extras["stability"] <= 1))
+        assert e.record(0)["stability"] == e.extras["stability"][0] and e.record(0)["samples_used"] == n
+    assert many.extras["stability"].mean() > few.extras["stability"].mean() + 0.2
+    ref = explain(o01, list(faces[:1]), "lime", samples=300, seed=0, impl="lime")  # the lime package's runs too
+    assert 0 <= ref.extras["stability"][0] <= 1 and ref.extras["samples_used"][0] == 300
+
+
+def test_recorded_stability_predicts_seed_to_seed_agreement(o01: Model, faces: np.ndarray) -> None:
+    """Over seeds, the share of runs whose top-5 signed set equals another run's follows the recorded probability."""
+    sets = [top_set(explain(o01, list(faces[:6]), "lime", samples=400, seed=s).extras["weights"], 5) for s in range(8)]
+    stab = np.mean([explain(o01, list(faces[:6]), "lime", samples=400, seed=s).extras["stability"] for s in range(2)],
+                   axis=0)
+    agree = np.mean([np.all(sets[a] == sets[b], axis=1) for a in range(8) for b in range(a + 1, 8)], axis=0)
+    assert np.corrcoef(stab, agree)[0, 1] > 0.5
+    assert abs(stab.mean() - agree.mean()) < 0.25
+
+
+def test_top_set_and_stability_by_hand() -> None:
+    w = np.array([0.5, -0.4, 0.01, 0.3, np.nan])
+    np.testing.assert_array_equal(top_set(w, 2), [1, -1, 0, 0, 0])
+    np.testing.assert_array_equal(top_set(w, 5), [1, -1, 0, 1, 0])  # 0.01 is under a tenth of 0.5
+    assert stability(w[:4], np.zeros((4, 4)), 2, seed=0) == 1.0  # no variance: the set always holds
+    tie = np.array([1.0, 1.0, 0.0])
+    assert 0.3 < stability(tie, np.eye(3) * 1e-4, 1, seed=0) < 0.7  # a coin toss between the first two
+    clear = np.array([1.0, 0.2, 0.0])
+    assert stability(clear, np.eye(3) * 1e-4, 1, seed=0) == 1.0
+
+
+def test_ridge_covariance_matches_the_spread_over_redraws() -> None:
+    """The sandwich covariance predicts how much the ridge's coefficients move when the samples are redrawn."""
+    rng = np.random.default_rng(0)
+    s, n = 6, 400
+    truth = rng.normal(size=s)
+    coefs, covs = [], []
+    for _ in range(300):
+        data = rng.integers(0, 2, size=(n, s)).astype(float)
+        y = data @ truth + 0.5 * np.sin(7 * data.sum(axis=1)) + 0.3 * rng.normal(size=n)
+        kernel = lime_kernel(cosine_distance_to_ones(data, s))
+        fit = weighted_ridge(data, y[:, None], kernel)
+        coefs.append(fit.coef[0])
+        covs.append(ridge_covariance(data, y, kernel, fit.coef[0], fit.intercept[0], 1.0))
+    observed = np.var(np.array(coefs), axis=0)
+    predicted = np.mean([np.diag(c) for c in covs], axis=0)
+    np.testing.assert_allclose(predicted, observed, rtol=0.25)

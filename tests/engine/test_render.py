@@ -1,6 +1,7 @@
 """Renderers: PNG sizes follow the layout, colours follow the colour maps, writes are atomic."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -175,10 +176,24 @@ def test_lime_picture_tints_the_top_superpixels() -> None:
     k = out.shape[0] // 12
     assert out.shape == (12 * k, 12 * k, 3) and k > 1
     centre_pos, centre_neg, centre_mid = out[6 * k, 2 * k], out[6 * k, 10 * k], out[6 * k, 6 * k]
-    assert centre_pos[1] > centre_pos[0] + 0.2            # green
-    assert centre_neg[0] > centre_neg[1] + 0.2            # red
+    # one convention with the signed map and the overlay: red raises the score, blue lowers it
+    assert centre_pos[0] > centre_pos[2] + 0.2            # red
+    assert centre_neg[2] > centre_neg[0] + 0.2            # blue
+    for centre, sign in ((centre_pos, 1), (centre_neg, -1)):
+        expected = 0.25 + 0.5 * np.asarray(figures.signed_color(sign * figures.LIME_TINT, 1.0))[:3]
+        assert np.allclose(centre, expected, atol=1e-6)
     assert np.allclose(centre_mid, 0.5)                   # untouched
     assert np.isclose(out[:, 4 * k - 1: 4 * k + 1], (1.0, 0.9, 0.0)).all(axis=-1).any()  # a yellow boundary
+
+
+def test_lime_title_says_how_stable_and_how_many_samples() -> None:
+    segs = np.zeros((2, H, W), np.int32)
+    e = make_explanation("lime", bands((-1, 0, 2), n=2), extras={
+        "segments": segs, "r2": np.array([0.8, 0.7]), "stability": np.array([0.973, 0.5]),
+        "samples_used": np.array([400, 5000])})
+    e = replace(e, params={"top_k": 5})
+    assert figures.explanation_title(e, 0).endswith("R² 0.80 · top-5 stable at 97%, 400 samples")
+    assert figures.explanation_title(e, 1).endswith("top-5 stable at 50%, 5,000 samples")
 
 
 def test_confusion_cells_are_coloured_by_rate(tmp_path: Path) -> None:

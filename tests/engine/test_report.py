@@ -119,6 +119,9 @@ def test_lime_section_relates_to_the_confusion_matrix(tiny_report: Path, numbers
     recalls = [c["recall"] for c in numbers["evaluation"]["per_class"]]
     for r in recalls:
         assert f"{r:.3f}" in body
+    assert "top-5 stable at" in body  # every LIME row says how stable its top superpixels are, at what cost
+    for image in numbers["sections"]["lime"]["images"]:
+        assert f"{image['stability']:.0%}, {image['samples_used']:,} samples" in body
 
 
 def test_report_without_labels_picks_per_predicted_class(tmp_path: Path, tiny_onnx, faces: np.ndarray) -> None:
