@@ -103,6 +103,7 @@ def report_command(
     from onnxplain.engine.errors import BadInputError
     from onnxplain.engine.history import read_history
     from onnxplain.engine.preprocessing_check import detect_preprocessing
+    from onnxplain.exporters.student_code import files_in
     from onnxplain.engine.report import build_report
 
     check_model_path(model)
@@ -117,7 +118,7 @@ def report_command(
         # No preprocessing from the flags or the sidecar: check x/255 against the usual conventions and the
         # one the .py files beside the model show, on the labelled data (the report says what it chose).
         run.progress("checking the preprocessing on the labelled data", None)
-        detect_preprocessing(m, ds, code=sorted(model.resolve().parent.glob("*.py")))
+        detect_preprocessing(m, ds, code=files_in(model.resolve().parent))
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
                             progress=run.progress,

@@ -98,12 +98,14 @@ def ensure_onnx(
 
 
 def code_beside(src: Path, fmt: str) -> str | None:
-    """The folder of a pickled PyTorch file when .py files sit beside it: a state_dict's class (or a whole
+    """The folder of a pickled PyTorch file when .py files (or notebooks) sit beside it: a state_dict's class (or a whole
     pickle's missing one) is looked for there, as `--arch FOLDER` would."""
     if fmt not in (sniff.TORCH_ZIP, sniff.TORCH_LEGACY, sniff.PICKLE):
         return None
     folder = src.resolve().parent
-    return str(folder) if any(folder.glob("*.py")) else None
+    from .student_code import files_in
+
+    return str(folder) if files_in(folder) else None
 
 
 def _check_target(src: Path, out: Path, fmt: str) -> None:

@@ -45,7 +45,7 @@ class CodeTarget:
 def is_code_target(arch: str) -> bool:
     """Does `arch` name the student's code (a .py file or folder), rather than an installed module?"""
     target, _, _ = _split(arch)
-    return Path(target).suffix == ".py" or Path(target).is_dir()
+    return Path(target).suffix.lower() in student_code.SOURCE_SUFFIXES or Path(target).is_dir()
 
 
 def code_target(arch: str) -> CodeTarget:
@@ -98,7 +98,7 @@ def _with_neighbours(files: tuple[Path, ...]) -> list[Path]:
     (`from layers import conv_block`), which is read, never imported."""
     out = list(files)
     for folder in {f.parent for f in files}:
-        out.extend(p for p in sorted(folder.glob("*.py")) if p not in out)
+        out.extend(p for p in student_code.files_in(folder) if p not in out)
     return out
 
 

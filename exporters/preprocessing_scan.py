@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .student_code import files_in, source_text
+
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1 << 20
@@ -63,8 +65,8 @@ def scan_preprocessing(files: Iterable[str | Path]) -> ScannedPreprocessing | No
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 continue
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), filename=str(path))
-        except (OSError, SyntaxError, ValueError) as exc:
+            tree = ast.parse(source_text(path), filename=str(path))
+        except (OSError, SyntaxError, ValueError, RecursionError) as exc:
             log.debug("preprocessing scan skips %s: %s", path, exc)
             continue
         _Visitor(found, path.name).visit(tree)
@@ -72,8 +74,8 @@ def scan_preprocessing(files: Iterable[str | Path]) -> ScannedPreprocessing | No
 
 
 def scan_folder(folder: str | Path) -> ScannedPreprocessing | None:
-    """`scan_preprocessing` of the .py files directly in `folder` (sorted by name)."""
-    return scan_preprocessing(sorted(Path(folder).glob("*.py")))
+    """`scan_preprocessing` of the code files (.py, .ipynb) directly in `folder`."""
+    return scan_preprocessing(files_in(folder))
 
 
 def _candidate(f: _Findings) -> ScannedPreprocessing | None:

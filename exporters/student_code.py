@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import symtable
 import sys
@@ -26,6 +27,7 @@ from typing import Iterable, Iterator, Sequence
 from onnxplain.engine.errors import BadInputError
 
 MAX_FILES = 200
+SOURCE_SUFFIXES = (".py", ".ipynb")  # students hand in scripts and notebooks
 MAX_DEPTH = 3
 MAX_FILE_BYTES = 2 * 1024 * 1024
 _SKIP_DIRS = frozenset({".git", ".venv", "venv", "env", "site-packages", "__pycache__", "node_modules", ".ipynb_checkpoints"})
@@ -57,7 +59,7 @@ class ModelClass:
 
 
 def python_files(target: str | Path) -> list[Path]:
-    """The .py files of `target`: itself when a file, else the .py files of the folder and its subfolders
+    """The code files (.py, .ipynb) of `target`: itself when a file, else those of the folder and its subfolders
     down to MAX_DEPTH (virtual envs, caches and hidden folders left out), at most MAX_FILES."""
     path = Path(target)
     if path.is_file():
@@ -68,19 +70,44 @@ def python_files(target: str | Path) -> list[Path]:
     for folder, dirs, names in os.walk(path):
         depth = len(Path(folder).relative_to(path).parts)
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".") and depth < MAX_DEPTH)
-        found.extend(Path(folder) / n for n in sorted(names) if n.endswith(".py"))
+        found.extend(Path(folder) / n for n in sorted(names) if n.lower().endswith(SOURCE_SUFFIXES))
         if len(found) >= MAX_FILES:
             break
     return sorted(found)[:MAX_FILES]
+
+
+def files_in(folder: str | Path) -> list[Path]:
+    """The code files (.py, .ipynb) directly in `folder`, sorted: what sits beside a weights file."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in SOURCE_SUFFIXES)
+
+
+def source_text(path: Path) -> str:
+    """A student's code as Python text: a .py file as it is, a notebook's code cells one after another
+    (IPython magics and shell lines blanked, so line numbers within a cell hold)."""
+    text = path.read_bytes()[:MAX_FILE_BYTES].decode("utf-8-sig")
+    if path.suffix.lower() != ".ipynb":
+        return text
+    try:
+        cells = json.loads(text).get("cells", [])
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"{path.name} is not a readable notebook") from exc
+    chunks = []
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        lines = ("".join(source) if isinstance(source, list) else str(source)).splitlines()
+        if lines and lines[0].lstrip().startswith("%%"):
+            continue  # a cell magic (%%time, %%bash): not Python
+        chunks.append("\n".join("" if line.lstrip().startswith(("%", "!", "?")) else line for line in lines))
+    return "\n\n".join(chunks)
 
 
 def read_files(paths: Iterable[Path]) -> list[StudentFile]:
     out = []
     for path in paths:
         try:
-            data = path.read_bytes()[:MAX_FILE_BYTES]
-            text = data.decode("utf-8-sig")
-            out.append(StudentFile(path, ast.parse(text, filename=str(path))))
+            out.append(StudentFile(path, ast.parse(source_text(path), filename=str(path))))
         except SyntaxError as exc:
             out.append(StudentFile(path, None, f"{path.name} line {exc.lineno}: {exc.msg} (Python 2 code?)"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -190,6 +217,21 @@ def _free_names(node: ast.stmt) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
+def _variables(body: Sequence[ast.stmt]) -> set[str]:
+    """Names the module assigns a value to (not imports, defs or classes)."""
+    return {n for node in body if isinstance(node, (ast.Assign, ast.AnnAssign)) for n in _bound_names(node)}
+
+
+def _configures(node: ast.stmt) -> str | None:
+    """`parser.add_argument(...)`: the variable a bare method-call statement works on, else None."""
+    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+        return None
+    target = node.value.func
+    while isinstance(target, (ast.Attribute, ast.Call, ast.Subscript)):
+        target = target.func if isinstance(target, ast.Call) else target.value
+    return target.id if isinstance(target, ast.Name) and isinstance(node.value.func, ast.Attribute) else None
+
+
 def _local_module(node: ast.ImportFrom, by_stem: dict[str, StudentFile]) -> StudentFile | None:
     """The student's own file a `from X import Y` names (`from layers import Block`, `from .layers ...`)."""
     if not node.module:
@@ -221,7 +263,12 @@ def _plan(files: Sequence[StudentFile], path: Path, name: str) -> list[_Part]:
         if wanted in names:
             continue
         names.add(wanted)
-        for node in by_path[file_path].tree.body:  # type: ignore[union-attr]
+        body = by_path[file_path].tree.body  # type: ignore[union-attr]
+        variables = _variables(body)
+        for node in body:
+            if wanted in variables and _configures(node) == wanted:  # parser.add_argument(...) sets up `parser`
+                work.extend((file_path, n) for n in _free_names(node))
+                continue
             if wanted not in _bound_names(node):
                 continue
             if isinstance(node, ast.ImportFrom) and _local_module(node, by_stem) is not None:
@@ -236,12 +283,13 @@ def _plan(files: Sequence[StudentFile], path: Path, name: str) -> list[_Part]:
         f = by_path[file_path]
         names = needed[file_path]
         statements, imports = [], {}
+        variables = _variables(f.tree.body)  # type: ignore[union-attr]
         for node in f.tree.body:  # type: ignore[union-attr]
             if isinstance(node, ast.ImportFrom) and node.module == "__future__":
                 statements.append(node)
                 continue
             bound = _bound_names(node)
-            if not bound & names:
+            if not bound & names and not (_configures(node) in names and _configures(node) in variables):
                 continue
             other = _local_module(node, by_stem) if isinstance(node, ast.ImportFrom) else None
             if other is not None:
@@ -265,7 +313,19 @@ def build_class(files: Sequence[StudentFile], cls: ModelClass) -> type:
     Each file's part runs in a module of its own (registered in sys.modules, so pickling and
     dataclasses find it), with the original file name and line numbers for tracebacks."""
     namespaces: dict[Path, types.ModuleType] = {}
-    for part in _plan(files, cls.path, cls.name):
+    argv, sys.argv = sys.argv, [str(cls.path)]  # argparse in the student's code: its defaults, not our argv
+    try:
+        _run_parts(_plan(files, cls.path, cls.name), cls, namespaces)
+    finally:
+        sys.argv = argv
+    obj = getattr(namespaces[cls.path], cls.name, None)
+    if not isinstance(obj, type):
+        raise BadInputError(f"{cls.label} did not define a class when rebuilt")
+    return obj
+
+
+def _run_parts(parts: list[_Part], cls: ModelClass, namespaces: dict[Path, types.ModuleType]) -> None:
+    for part in parts:
         digest = hashlib.sha256(str(part.file.path.resolve()).encode() + cls.fingerprint.encode()).hexdigest()[:12]
         module = types.ModuleType(f"onnxplain_student_{part.file.path.stem}_{digest}")
         module.__file__ = str(part.file.path)
@@ -277,7 +337,3 @@ def build_class(files: Sequence[StudentFile], cls: ModelClass) -> type:
         code = compile(ast.Module(body=part.statements, type_ignores=[]), str(part.file.path), "exec")
         exec(code, module.__dict__)  # noqa: S102 - the user passed --trust; only the class and what it uses
         namespaces[part.file.path] = module
-    obj = getattr(namespaces[cls.path], cls.name, None)
-    if not isinstance(obj, type):
-        raise BadInputError(f"{cls.label} did not define a class when rebuilt")
-    return obj

@@ -109,7 +109,7 @@ def _folder_submission(folder: Path) -> Submission:
     models = [p for p, fmt in formats.items() if fmt is not None]
     models.sort(key=lambda p: (_PREFERENCE.get(formats[p] or "", 9), -p.stat().st_size, str(p)))
     arch = sorted(p for p in files if p.suffix.lower() in ARCH_SUFFIXES)
-    python = tuple(sorted(p for p in files if p.suffix == ".py"))
+    python = tuple(sorted(p for p in files if p.suffix.lower() in (".py", ".ipynb")))  # scripts and notebooks
     return Submission(id=_safe_id(folder.name), root=folder, model=models[0] if models else None,
                       arch=arch[0] if arch else None, python=python)
 

@@ -95,3 +95,53 @@ def test_a_library_model_subclass_is_a_candidate(tmp_path: Path) -> None:
     (cls,) = student_code.model_classes(files)
     net = student_code.build_class(files, cls)().eval()
     assert cls.name == "MyResNet" and net(torch.rand(1, 3, 32, 32)).shape == (1, 7)
+
+
+ARGPARSE_PY = '''
+import argparse
+import torch.nn as nn
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--width", type=int, default=6)
+parser.add_argument("--epochs", type=int, default=30)
+args = parser.parse_args()
+open(MARKER, "w").write("trained")
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, args.width, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+'''
+
+
+def test_a_class_configured_by_argparse_gets_its_defaults(tmp_path: Path) -> None:
+    """`args.width` in the class: the parser and its add_argument calls come along, and parse_args() sees no
+    command line (the export process's own arguments must not reach it)."""
+    marker = tmp_path / "marker"
+    (tmp_path / "train.py").write_text(ARGPARSE_PY.replace("MARKER", repr(str(marker))))
+    files = student_code.read_files([tmp_path / "train.py"])
+    (cls,) = student_code.model_classes(files)
+    assert "add_argument('--width'" in student_code.class_source(files, cls)
+    net = student_code.build_class(files, cls)()
+    assert net.conv.out_channels == 6 and not marker.exists()
+
+
+def test_classes_in_a_notebook(tmp_path: Path) -> None:
+    """Students hand in notebooks: code cells are read (magics and shell lines blanked, markdown skipped)."""
+    import json
+
+    cells = [{"cell_type": "markdown", "source": ["# My CNN\n", "class NotCode(nn.Module): pass"]},
+             {"cell_type": "code", "source": ["%matplotlib inline\n", "!pip install torch\n", "import torch.nn as nn\n"]},
+             {"cell_type": "code", "source": "%%time\nmodel.fit(x)"},
+             {"cell_type": "code", "source": ["class Tiny(nn.Module):\n", "    def __init__(self):\n",
+                                              "        super().__init__()\n", "        self.fc = nn.Linear(4, 2)\n",
+                                              "    def forward(self, x):\n", "        return self.fc(x)\n"]}]
+    (tmp_path / "hw3.ipynb").write_text(json.dumps({"cells": cells, "nbformat": 4}))
+    assert student_code.python_files(tmp_path) == [tmp_path / "hw3.ipynb"]
+    files = student_code.read_files(student_code.python_files(tmp_path))
+    (cls,) = student_code.model_classes(files)
+    assert cls.name == "Tiny" and student_code.build_class(files, cls)().fc.in_features == 4
