@@ -19,9 +19,16 @@ a model that depends on one superpixel has one clear feature and k - 1 weights o
 noise that no sample count settles (the ridge's shrinkage of the one real weight leaves a residual
 that moves the others by ~c/sqrt(n) of it), and the signed map draws them near white anyway.
 
-`samples="auto"` in `methods.lime` draws perturbations in rounds and stops once this probability
-reaches its threshold: the idea of S-LIME (Zhou, Hooker and Wang, KDD 2021), which picks LIME's
-sample count with a test that the selected features are stable, here for the top-k set of a ridge.
+`samples="auto"` in `methods.lime` draws perturbations in rounds and stops once the explanation is
+stable enough: the idea of S-LIME (Zhou, Hooker and Wang, KDD 2021), which picks LIME's sample count
+with a test that the selected features are stable, here for the top-k set of a ridge. Its patterns
+come in complementary pairs (`methods.lime.paired_masks`), so its covariance (`paired_covariance`) is
+clustered by pair, with the jackknife's leverage correction: at 50-300 samples of ~45 superpixels the
+fit's residuals are much smaller than fresh samples' errors, and the plain sandwich above made the
+rule stop at ~50 samples on explanations whose top five changed from seed to seed (Jaccard 0.25). It
+stops on the expected Jaccard index of the signed top-k set with a redraw (`expected_jaccard`), the
+measure the benchmark compares with the lime package, rather than on the exact-set probability, which
+asks for far more samples than the lime package's 1,000 give.
 """
 from __future__ import annotations
 
@@ -69,17 +76,62 @@ def ridge_covariance(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, c
     return (cov + cov.T) / 2
 
 
+def paired_covariance(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, coef: np.ndarray,
+                      intercept: float, alpha: float) -> np.ndarray:
+    """`ridge_covariance` for patterns drawn in pairs (rows 2j, 2j+1; an even number of rows): the
+    cluster-robust sandwich with each pair's residuals corrected for its leverage, (I - H_gg)^-1 r_g
+    (CR3, the jackknife over pairs), since a pair, not a row, is the independent draw."""
+    X = np.asarray(data, dtype=np.float64)
+    w = np.asarray(kernel, dtype=np.float64)
+    n, s = X.shape
+    if n % 2:
+        raise ValueError(f"paired patterns come in pairs, got {n} rows")
+    resid = np.asarray(target, dtype=np.float64) - (X @ coef + intercept)
+    root_w = np.sqrt(w)
+    U = (X - (w @ X) / w.sum()) * root_w[:, None]  # rows of the whitened, centred design
+    A = U.T @ U
+    A[np.diag_indices(s)] += alpha
+    a_inv = np.linalg.inv(A)
+    U2, e2 = U.reshape(-1, 2, s), (root_w * resid).reshape(-1, 2)
+    lev = np.einsum("gas,st,gbt->gab", U2, a_inv, U2)
+    e_adj = np.linalg.solve(np.eye(2) - lev, e2[..., None])[..., 0]
+    g = np.einsum("gas,ga->gs", U2, e_adj)
+    cov = a_inv @ (g.T @ g) @ a_inv
+    return (cov + cov.T) / 2
+
+
+def _redraws(coef: np.ndarray, cov: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k signed sets of DRAWS seeded draws from N(coef, cov), and that of `coef`."""
+    vals, vecs = np.linalg.eigh(cov)
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    z = np.random.default_rng([seed, _STREAM]).standard_normal((DRAWS, coef.size))
+    return top_set(coef + z @ root.T, k), top_set(coef, k)
+
+
 def stability(coef: np.ndarray, cov: np.ndarray, k: int, seed: int) -> float:
     """Probability that the top-k signed set of `coef` (S,) holds under N(coef, cov): the share of
     DRAWS seeded draws that give the same set."""
     if coef.size == 0 or k <= 0:
         return 1.0
-    vals, vecs = np.linalg.eigh(cov)
-    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
-    z = np.random.default_rng([seed, _STREAM]).standard_normal((DRAWS, coef.size))
-    draws = coef + z @ root.T
-    same = np.all(top_set(draws, k) == top_set(coef, k), axis=-1)
-    return float(same.mean())
+    draws, fitted = _redraws(coef, cov, k, seed)
+    return float(np.all(draws == fitted, axis=-1).mean())
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Jaccard index of signed sets (..., S) int8 as `top_set` gives them: a superpixel is shared when
+    both mark it with the same sign; two empty sets are identical (1)."""
+    both = ((a == b) & (a != 0)).sum(axis=-1)
+    union = (a != 0).sum(axis=-1) + (b != 0).sum(axis=-1) - both
+    return np.where(union > 0, both / np.maximum(union, 1), 1.0)
+
+
+def expected_jaccard(coef: np.ndarray, cov: np.ndarray, k: int, seed: int) -> tuple[float, float]:
+    """(expected Jaccard index of the top-k signed set of `coef` with a redraw's, `stability`), from the
+    same DRAWS draws of N(coef, cov)."""
+    if coef.size == 0 or k <= 0:
+        return 1.0, 1.0
+    draws, fitted = _redraws(coef, cov, k, seed)
+    return float(jaccard(draws, fitted).mean()), float(np.all(draws == fitted, axis=-1).mean())
 
 
 def image_stability(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, coef: np.ndarray, intercept: float,
@@ -88,3 +140,10 @@ def image_stability(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, co
     1,000 samples of 45 superpixels)."""
     with one_blas_thread():
         return stability(coef, ridge_covariance(data, target, kernel, coef, intercept, alpha), k, seed)
+
+
+def paired_stability(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, coef: np.ndarray, intercept: float,
+                     *, alpha: float, k: int, seed: int) -> tuple[float, float]:
+    """`expected_jaccard` of one image's fit from its paired samples (`paired_covariance`)."""
+    with one_blas_thread():
+        return expected_jaccard(coef, paired_covariance(data, target, kernel, coef, intercept, alpha), k, seed)

@@ -41,7 +41,7 @@ from ..batching import batch_slices
 from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
 from ..lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
-from ..lime_stability import image_stability
+from ..lime_stability import image_stability, paired_stability
 from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
 from ..registry import register
 from ..segmentation import DEFAULT_N_SEGMENTS, SEGMENTERS, segment_batch
@@ -55,7 +55,8 @@ IMPLS = ("ours", "lime")
 RIDGE_ALPHA = 1.0  # lime's Ridge(alpha=1)
 _FIT_ELEMENTS = 1 << 22  # float64 elements of one ridge sub-batch (images x samples x superpixels)
 AUTO = "auto"
-AUTO_FIRST = 100  # samples="auto": the first round's perturbations, and the least any later round adds
+AUTO_FIRST = 50  # samples="auto": the first round's perturbations, and the least any later round adds
+AUTO_JACCARD = 0.87  # samples="auto" stops at this expected Jaccard of the top-k set (lime's level at 1,000 samples)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class LimeResult:
     """Per image, for its target class: `weights` (N, S_max) NaN-padded, `intercept`, `r2`,
     `local_pred` (N,), `outputs` (N, samples, classes), the model's outputs on the patterns (NaN past an
     image's `samples`), `stability` (N,) the probability that the top-k signed set holds
-    (`engine.lime_stability`) and `samples` (N,) the perturbations each image used."""
+    (`engine.lime_stability`), `samples` (N,) the perturbations each image used and, for samples="auto",
+    `expected_jaccard` (N,) the expected Jaccard index of that set with a redraw's."""
 
     weights: np.ndarray
     intercept: np.ndarray
@@ -72,6 +74,7 @@ class LimeResult:
     outputs: np.ndarray | None = None
     stability: np.ndarray | None = None
     samples: np.ndarray | None = None
+    expected_jaccard: np.ndarray | None = None
 
 
 def sample_masks(samples: int, n_features: int, seed: int) -> np.ndarray:
@@ -79,6 +82,20 @@ def sample_masks(samples: int, n_features: int, seed: int) -> np.ndarray:
     masks = np.random.default_rng(seed).integers(0, 2, size=(samples, n_features), dtype=np.uint8)
     masks[0] = 1
     return masks
+
+
+def paired_masks(samples: int, n_features: int, seed: int) -> np.ndarray:
+    """samples="auto"'s (samples, n_features) uint8 patterns: complementary pairs (rows 2j and 2j+1 add up to
+    all ones), row 0 all ones (so row 1 all off, a pattern lime's kernel weighs at exp(-8)). Each row on its own
+    is as uniform as `sample_masks`' rows, so the local model they estimate is LIME's; a pair's two halves
+    cancel the interactions of even order that make most of an unpaired fit's seed-to-seed variance (the
+    paired sampling of KernelSHAP, Covert and Lee 2021), and every superpixel is on in exactly half of
+    each pair. An odd `samples` ends on half a pair."""
+    half = np.random.default_rng(seed).integers(0, 2, size=((samples + 1) // 2, n_features), dtype=np.uint8)
+    half[0] = 1
+    masks = np.empty((2 * len(half), n_features), dtype=np.uint8)
+    masks[0::2], masks[1::2] = half, 1 - half
+    return masks[:samples]
 
 
 def hidden_images(model: "Model", x: np.ndarray, segments: np.ndarray,
@@ -135,11 +152,14 @@ def _padded(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_rows(data: np.ndarray, outputs: np.ndarray, kernel: np.ndarray, targets: np.ndarray, n_feat: np.ndarray, *,
-              top_k: int, seed: int) -> tuple[np.ndarray, ...]:
-    """The ridge fits of these images on all their rows: (weights NaN-padded, intercept, r2, local_pred, stability)."""
+              top_k: int, seed: int, paired: bool = False) -> tuple[np.ndarray, ...]:
+    """The ridge fits of these images on all their rows: (weights NaN-padded, intercept, r2, local_pred, stability,
+    expected Jaccard); with `paired` rows (`paired_masks`) the last two come from `paired_stability`, else the
+    Jaccard is NaN."""
     n_img, samples, s_max = data.shape
     weights = np.full((n_img, s_max), np.nan)
     intercept, r2, local_pred, stable = (np.empty(n_img) for _ in range(4))
+    jac = np.full(n_img, np.nan)
     per_fit = max(1, _FIT_ELEMENTS // (samples * s_max))
     for s in batch_slices(n_img, per_fit):
         fit = weighted_ridge(data[s], outputs[s], kernel[s], alpha=RIDGE_ALPHA)
@@ -149,9 +169,12 @@ def _fit_rows(data: np.ndarray, outputs: np.ndarray, kernel: np.ndarray, targets
         intercept[s], r2[s], local_pred[s] = fit.intercept[rows, t], fit.score[rows, t], fit.local_pred[rows, t]
     for i, k in enumerate(n_feat):
         weights[i, k:] = np.nan
-        stable[i] = image_stability(data[i, :, :k], outputs[i, :, targets[i]], kernel[i], weights[i, :k],
-                                    intercept[i], alpha=RIDGE_ALPHA, k=top_k, seed=seed)
-    return weights, intercept, r2, local_pred, stable
+        args = (data[i, :, :k], outputs[i, :, targets[i]], kernel[i], weights[i, :k], intercept[i])
+        if paired:
+            jac[i], stable[i] = paired_stability(*args, alpha=RIDGE_ALPHA, k=top_k, seed=seed)
+        else:
+            stable[i] = image_stability(*args, alpha=RIDGE_ALPHA, k=top_k, seed=seed)
+    return weights, intercept, r2, local_pred, stable, jac
 
 
 def fit_lime(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.ndarray,
@@ -171,30 +194,34 @@ def fit_lime(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.nd
 def fit_lime_auto(model: "Model", x: np.ndarray, targets: np.ndarray, segments: np.ndarray,
                   masks: Sequence[np.ndarray], hidden: np.ndarray, *, kernel_width: float, batch_size: int,
                   top_k: int, seed: int, threshold: float) -> LimeResult:
-    """`fit_lime` in rounds over the rows of `masks` (each up to the cap): AUTO_FIRST rows, then a quarter
-    more each round (at least AUTO_FIRST), refitting after each; an image stops once the stability of its
-    top-k set reaches `threshold` (or the rows run out). With its first n rows an image gets what
-    `fit_lime` gives with n samples, since `sample_masks` of n rows is the first n of more."""
+    """`fit_lime` in rounds over the rows of `masks` (`paired_masks`, each up to the cap): AUTO_FIRST rows, then a
+    quarter more each round (at least AUTO_FIRST), whole pairs, refitting after each; an image stops once the
+    expected Jaccard of its top-k set with a redraw's reaches `threshold` (or the rows run out). With its first n
+    rows an image gets the weights `fit_lime` gives on those n rows."""
     data, n_feat = _padded(masks)
     n_img, cap, s_max = data.shape
+    if cap % 2:
+        raise ValueError(f"samples='auto' draws whole pairs of patterns, got {cap} rows")
     perturbed = _Perturbed(model, x, segments, data, hidden, batch_size)
     kernel = lime_kernel(cosine_distance_to_ones(data, n_feat), kernel_width)
     outputs = np.full((n_img, cap, model.n_classes), np.nan, dtype=np.float32)  # rows an image never used stay NaN
     weights = np.full((n_img, s_max), np.nan)
-    intercept, r2, local_pred, stable = (np.empty(n_img) for _ in range(4))
+    intercept, r2, local_pred, stable, jac = (np.empty(n_img) for _ in range(5))
     used = np.zeros(n_img, dtype=np.int64)
     active, done = np.arange(n_img), 0
     while active.size:
         n = min(cap, max(AUTO_FIRST, done + max(AUTO_FIRST, done // 4)))
+        n += n % 2  # whole pairs (cap is even)
         outputs[active, done:n] = perturbed.outputs(slice(done, n), active)
         fitted = _fit_rows(data[active, :n], outputs[active, :n], kernel[active, :n], targets[active], n_feat[active],
-                           top_k=top_k, seed=seed)
-        for dest, value in zip((weights, intercept, r2, local_pred, stable), fitted):
+                           top_k=top_k, seed=seed, paired=True)
+        for dest, value in zip((weights, intercept, r2, local_pred, stable, jac), fitted):
             dest[active] = value
         used[active], done = n, n
-        log.debug("lime auto: %d rows, stability %s", n, np.round(fitted[4], 3).tolist())
-        active = active[(fitted[4] < threshold) & (n < cap)]
-    return LimeResult(weights, intercept, r2, local_pred, outputs=outputs, stability=stable, samples=used)
+        log.debug("lime auto: %d rows, expected Jaccard %s", n, np.round(fitted[5], 3).tolist())
+        active = active[(fitted[5] < threshold) & (n < cap)]
+    return LimeResult(weights, intercept, r2, local_pred, outputs=outputs, stability=stable, samples=used,
+                      expected_jaccard=jac)
 
 
 def top_masks(segments: np.ndarray, weights: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +329,7 @@ def lime(
     top_k: int = 5,
     impl: str = "ours",
     max_samples: int = 5000,
-    stability: float = 0.95,
+    stability: float = AUTO_JACCARD,
 ) -> Explanation:
     """LIME: signed superpixel weights of a local weighted ridge model fitted on random perturbations.
 
@@ -313,8 +340,10 @@ def lime(
     hold on other perturbations (`engine.lime_stability`), `samples_used` (N,). hide_color: None
     (superpixel mean) or a pixel value 0..255.
 
-    samples="auto": perturbations in rounds until the stability reaches `stability`, at most
-    `max_samples` of them (`fit_lime_auto`); a number: exactly that many, as the lime package draws.
+    samples="auto": complementary pairs of perturbations (`paired_masks`) in rounds until the expected
+    Jaccard index of the signed top_k set with another draw's reaches `stability` (recorded as the extra
+    `expected_jaccard`), at most `max_samples` (rounded down to whole pairs) of them (`fit_lime_auto`);
+    a number: exactly that many, as the lime package draws.
     """
     if impl not in IMPLS:
         raise BadInputError(f"unknown LIME impl {impl!r}; choose one of: {', '.join(IMPLS)}")
@@ -341,11 +370,13 @@ def lime(
     scores = None
     if impl == "ours":
         hidden = hidden_images(model, x, segs, hide_color)
-        masks = [sample_masks(count, int(k), seed) for k in n_feat]
         if auto:
+            count -= count % 2
+            masks = [paired_masks(count, int(k), seed) for k in n_feat]
             result = fit_lime_auto(model, x, targets, segs, masks, hidden, kernel_width=kernel_width,
                                    batch_size=batch_size, top_k=top_k, seed=seed, threshold=float(stability))
         else:
+            masks = [sample_masks(count, int(k), seed) for k in n_feat]
             result = fit_lime(model, x, targets, segs, masks, hidden, kernel_width=kernel_width, batch_size=batch_size,
                               top_k=top_k, seed=seed)
         pos, neg = top_masks(segs, result.weights, top_k)
@@ -369,4 +400,6 @@ def lime(
         local_pred=result.local_pred, positive_mask=pos, negative_mask=neg, stability=result.stability,
         samples_used=result.samples,
     )
+    if result.expected_jaccard is not None:
+        extras["expected_jaccard"] = result.expected_jaccard
     return make_explanation(model, "lime", x, targets, maps, params=params, scores=scores, extras=extras)
