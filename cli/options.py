@@ -158,14 +158,14 @@ def parse_samples(text: str) -> int | str:
     return value
 
 
-_AUTO_HELP = "auto: in rounds until the top-5 superpixels are stable at 95%, at most 5,000"
+_AUTO_HELP = "auto: in rounds until the top-5 superpixels are as stable as the lime package at 1,000, at most 5,000"
 # The annotations say str for Typer (it has no unions); the parser gives an int or "auto".
 SamplesOpt = Annotated[Optional[str], typer.Option(
     "--samples", parser=parse_samples, metavar="N|auto", help=f"LIME perturbations ({_AUTO_HELP}) / SmoothGrad "
     "noisy copies.", rich_help_panel=METHOD_PANEL, show_default=False)]
 LimeSamplesOpt = Annotated[Optional[str], typer.Option(
     "--samples", parser=parse_samples, metavar="N|auto", help=f"LIME perturbations per image ({_AUTO_HELP}; "
-    "default 1000).", rich_help_panel=METHOD_PANEL, show_default=False)]
+    "default auto).", rich_help_panel=METHOD_PANEL, show_default=False)]
 
 
 
