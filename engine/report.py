@@ -215,8 +215,9 @@ def resolve_sections(sections: Sequence[str] | None, methods: list[str]) -> tupl
     known = set(SECTIONS) | set(method_names())
     unknown = [x for x in wanted if x not in known]
     if unknown or not wanted:
-        raise BadInputError(f"unknown section {unknown[0]!r}; " if unknown else "no sections chosen; "
-                            f"choose from {', '.join(SECTIONS)} or method names ({', '.join(method_names())})")
+        what = f"unknown section {unknown[0]!r}" if unknown else "no sections chosen"
+        raise BadInputError(f"{what}; choose from {', '.join(SECTIONS)} or method names "
+                            f"({', '.join(method_names())})")
     named = [m for m in wanted if m in method_names()]
     if named:
         chosen = [m for m in methods if m in named]
