@@ -156,8 +156,10 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
     # Keras files record the Keras version that saved them; PyTorch files their serialization kind.
     row["framework_version"] = source.get("framework_version") or source.get("serialization")
     row["parity"] = (side.get("parity") or {}).get("max_abs_diff")
+    t0 = time.perf_counter()
     model = Model(onnx_path, device=opt.device)  # type: ignore[arg-type]
     summary = model.summary()
+    row["load_seconds"] = round(time.perf_counter() - t0, 3)
     row["parameters"] = summary["total_params"]
     row["classes"] = model.n_classes
     data = dataset
@@ -179,6 +181,7 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
                              if k in opt.methods}
     row["method_errors"] = {k: v.get("error") for k, v in (report.get("sections") or {}).items()
                             if k in opt.methods and v.get("error")}
+    row["evaluation_seconds"] = ((report.get("sections") or {}).get("evaluation") or {}).get("seconds")
     row["report"] = f"{sub.id}/{page.name}"
 
 
