@@ -293,6 +293,32 @@ def _class_name(model: "Model", dataset: "Dataset", k: int) -> str:
     return dataset.class_name(k)
 
 
+FIGURE_ROWS = 24  # a grid figure draws 4-7 matplotlib axes per row, 10-40 ms each: 70 rows cost a minute
+
+
+def figure_rows(rows: list[dict[str, Any]], limit: int = FIGURE_ROWS) -> list[int]:
+    """The rows a grid figure shows: all of them up to `limit`, else the first k images of each class
+    (k = limit // classes, at least 1), in their order. The tables, report.json and maps.npz keep every image."""
+    if len(rows) <= limit:
+        return list(range(len(rows)))
+    key = [r["true"] if r["true"] is not None else r["predicted"] for r in rows]
+    per_class = max(1, limit // len(set(key)))
+    seen: dict[Any, int] = {}
+    shown = []
+    for i, k in enumerate(key):
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] <= per_class:
+            shown.append(i)
+    return shown
+
+
+def _shown_text(rows: list[dict[str, Any]], shown: list[int]) -> str:
+    if len(shown) == len(rows):
+        return "the images of each class"
+    return (f"{len(shown)} of the {len(rows)} images, the first of each class (every image is in the table "
+            "below and in maps.npz)")
+
+
 def _row_label(row: dict[str, Any], expl: "Explanation | None" = None, i: int = 0) -> str:
     true = f"true {row['true_name']}" if row["true"] is not None else "no label"
     pred = f"pred {row['predicted_name']}"
@@ -414,10 +440,11 @@ def _method_section(run: _Run, model: "Model", name: str, images: np.ndarray, ro
     if "layer" in expl.extras:
         s.params["layer"] = expl.extras["layer"]
     run.maps[name] = expl.maps
-    labels = [_row_label(r, expl, i) for i, r in enumerate(rows)]
-    path = figures.render_grid(expl, run.figure(name), spec=model.spec, row_labels=labels,
-                               title=f"{title}: one image per class, explaining the predicted class")
-    s.figure(path, f"{title} for one image of each class (rows); columns: the image, the map, the overlay"
+    shown = figure_rows(rows)
+    labels = [_row_label(rows[i], expl, i) for i in shown]
+    path = figures.render_grid(expl.take(shown), run.figure(name), spec=model.spec, row_labels=labels,
+                               title=f"{title}: images of each class, explaining the predicted class")
+    s.figure(path, f"{title} for {_shown_text(rows, shown)} (rows); columns: the image, the map, the overlay"
              + ("" if len(figures.explanation_panels(expl)) == 3 else ", and the method's own view") + ".",
              relative_to=run.out)
     records = [expl.record(i) for i in range(len(expl))]
@@ -455,9 +482,11 @@ def _comparison_section(run: _Run, model: "Model", expls: list["Explanation"], r
     t0 = time.perf_counter()
     s = Section("comparison", "All methods side by side", params={"methods": ", ".join(e.method for e in expls)})
     s.text("The same images, each method's overlay: do the methods agree on where the evidence is?")
-    path = figures.render_grid(expls, run.figure("comparison"), spec=model.spec,
-                               row_labels=[_row_label(r) for r in rows], title="every method on the same images")
-    s.figure(path, "Columns: the image, then each method's overlay.", relative_to=run.out)
+    shown = figure_rows(rows)
+    path = figures.render_grid([e.take(shown) for e in expls], run.figure("comparison"), spec=model.spec,
+                               row_labels=[_row_label(rows[i]) for i in shown], title="every method on the same images")
+    s.figure(path, f"Rows: {_shown_text(rows, shown)}; columns: the image, then each method's overlay.",
+             relative_to=run.out)
     s.seconds = time.perf_counter() - t0
     run.add(s)
 

@@ -93,7 +93,11 @@ def run_ray(submissions: Iterable[Submission], options: GradeOptions, out_root: 
     limit = submission_timeout if submission_timeout is not None else options.timeout + 600.0
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise BadInputError(f"cannot start or reach {where}: {str(exc).strip().splitlines()[0]}") from None
     resources = {"num_cpus": 1, "max_retries": max(0, int(max_retries)), "retry_exceptions": False}
     if options.device == "cuda":
         resources["num_gpus"] = float(gpu_per_task)

@@ -198,3 +198,21 @@ def test_occlusion_and_ascent_defaults_scale_with_the_input() -> None:
         positions = len(window_starts(side, w, s))
         assert 9 <= positions <= 13 and s <= w  # about as many windows at any size; every pixel covered
     assert ascent_steps(48, 48) == 128 and ascent_steps(224, 224) == 37 and ascent_steps(2000, 2000) == 32
+
+
+def test_large_selections_show_a_sample_per_class_in_figures(tiny_onnx, faces: np.ndarray) -> None:
+    from onnxplain.engine.report import figure_rows
+
+    rows = [{"true": i % 7, "predicted": 0} for i in range(70)]
+    shown = figure_rows(rows)
+    assert len(shown) == 21 and sorted({rows[i]["true"] for i in shown}) == list(range(7))
+    assert all(sum(rows[i]["true"] == k for i in shown) == 3 for k in range(7))
+    assert figure_rows(rows[:20]) == list(range(20))
+    model = Model(tiny_onnx(size=16, classes=4))
+    expl = explain(model, list(faces[:5]), "lime", samples=50, segments="grid")
+    part = expl.take([4, 1])
+    np.testing.assert_array_equal(part.maps, expl.maps[[4, 1]])
+    np.testing.assert_array_equal(part.targets, expl.targets[[4, 1]])
+    for k, v in expl.extras.items():
+        if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 5:
+            np.testing.assert_array_equal(part.extras[k], v[[4, 1]])
