@@ -77,10 +77,7 @@ def test_ray_gives_the_local_pools_rows_and_resumes(tmp_path: Path, local_ray: A
     arch = _grade(subs, data, tmp_path / "ray", "--ray", "--arch-name", "Net")
     assert {k: r["reused"] for k, r in arch.items()} == {"heidi": "True", "ivan": "True",
                                                          "mallory_random": "False", "zed_sleeps": "False"}
-    # A longer export time limit redoes the row that ran out of time, and only that one.
-    longer = _grade(subs, data, tmp_path / "ray", "--ray", "--arch-name", "Net", "--timeout", "5")
-    assert {k: r["reused"] for k, r in longer.items()} == {"heidi": "True", "ivan": "True",
-                                                           "mallory_random": "True", "zed_sleeps": "False"}
+    assert (tmp_path / "ray" / "zed_sleeps" / "result.json").exists()  # a timeout row is kept, with its limits
 
 
 def _kill_tasks(count: int, stop: threading.Event, killed: list[int]) -> None:
@@ -148,3 +145,18 @@ def test_the_key_follows_only_the_options_a_format_uses() -> None:
     for changed in (GradeOptions(data="e"), GradeOptions(data="d", methods=("lime",)), GradeOptions(data="d", seed=1)):
         assert all(base.key(f) != changed.key(f) for f in ("keras", "pytorch", "onnx"))
     assert base.key("onnx") == GradeOptions(data="d", timeout=5).key("onnx")  # limits: see previous_result
+
+
+def test_a_row_that_ran_out_of_a_limit_is_redone_when_the_limit_changes(tmp_path: Path) -> None:
+    from onnxplain.engine.grading.submissions import Submission
+    from onnxplain.engine.grading.unit import previous_result
+
+    sub = Submission(id="zed", root=tmp_path / "zed.pkl", model=tmp_path / "zed.pkl")
+    (tmp_path / "zed").mkdir()
+    for status, reused_under_new_limits in (("timeout", False), ("memory", False), ("unsupported", True), ("ok", True)):
+        row = {"id": "zed", "status": status, "key": "k", "limits": {"timeout": 4.0, "memory_gb": 4.0}}
+        (tmp_path / "zed" / "result.json").write_text(json.dumps(row))
+        assert previous_result(tmp_path, sub, "k", {"timeout": 4.0, "memory_gb": 4.0})["skipped"]
+        assert (previous_result(tmp_path, sub, "k", {"timeout": 9.0, "memory_gb": 4.0}) is not None) == \
+            reused_under_new_limits, status
+        assert previous_result(tmp_path, sub, "other key", {"timeout": 4.0, "memory_gb": 4.0}) is None
