@@ -79,6 +79,7 @@ class _Run:
     sections: list[Section] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
     maps: dict[str, np.ndarray] = field(default_factory=dict)
+    figure_per_class: int | None = None   # grid figures: at most this many images of each class
 
     def figure(self, name: str) -> Path:
         return self.img / f"{name}.png"
@@ -107,6 +108,7 @@ def build_report(
     method_params: dict[str, dict[str, Any]] | None = None,
     trust: bool = True,
     sections: Sequence[str] | None = None,
+    figure_per_class: int | None = None,
 ) -> Path:
     """Write the report for `model` on `dataset` into `out_dir`; returns the path of `report.html`.
 
@@ -120,7 +122,9 @@ def build_report(
     trust: include "Can these maps be trusted?" (deletion/insertion curves and the randomisation check of
     every method, which runs each method again at TRUST_STAGES stages on a few images);
     sections: only these sections (ids of SECTIONS, "methods" for every chosen method; None: all). The
-    model summary is always there; the evaluation is computed either way, since it picks the images.
+    model summary is always there; the evaluation is computed either way, since it picks the images;
+    figure_per_class: grid figures show at most this many images of each class (None: all up to
+    FIGURE_ROWS rows; see `figure_rows`); the tables, report.json and maps.npz keep every image.
     """
     started = time.perf_counter()
     chosen_methods, shown = resolve_sections(sections, _resolve_methods(methods))
@@ -134,7 +138,7 @@ def build_report(
     if model.spec.labels and dataset.class_names and dataset.labels is not None:
         dataset = dataset.relabel(model.spec.labels)
     out = Path(out_dir)
-    run = _Run(out=out, img=out / "img")
+    run = _Run(out=out, img=out / "img", figure_per_class=figure_per_class)
     run.img.mkdir(parents=True, exist_ok=True)
     steps = 3 + len(chosen_methods) + 5
     step = 0
@@ -296,13 +300,15 @@ def _class_name(model: "Model", dataset: "Dataset", k: int) -> str:
 FIGURE_ROWS = 24  # a grid figure draws 4-7 matplotlib axes per row, 10-40 ms each: 70 rows cost a minute
 
 
-def figure_rows(rows: list[dict[str, Any]], limit: int = FIGURE_ROWS) -> list[int]:
+def figure_rows(rows: list[dict[str, Any]], limit: int = FIGURE_ROWS, per_class: int | None = None) -> list[int]:
     """The rows a grid figure shows: all of them up to `limit`, else the first k images of each class
-    (k = limit // classes, at least 1), in their order. The tables, report.json and maps.npz keep every image."""
-    if len(rows) <= limit:
-        return list(range(len(rows)))
+    (k = limit // classes, at least 1; or `per_class` when given), in their order. The tables, report.json
+    and maps.npz keep every image."""
     key = [r["true"] if r["true"] is not None else r["predicted"] for r in rows]
-    per_class = max(1, limit // len(set(key)))
+    if per_class is None:
+        if len(rows) <= limit:
+            return list(range(len(rows)))
+        per_class = max(1, limit // len(set(key)))
     seen: dict[Any, int] = {}
     shown = []
     for i, k in enumerate(key):
@@ -440,7 +446,7 @@ def _method_section(run: _Run, model: "Model", name: str, images: np.ndarray, ro
     if "layer" in expl.extras:
         s.params["layer"] = expl.extras["layer"]
     run.maps[name] = expl.maps
-    shown = figure_rows(rows)
+    shown = figure_rows(rows, per_class=run.figure_per_class)
     labels = [_row_label(rows[i], expl, i) for i in shown]
     path = figures.render_grid(expl.take(shown), run.figure(name), spec=model.spec, row_labels=labels,
                                title=f"{title}: images of each class, explaining the predicted class")
@@ -482,7 +488,7 @@ def _comparison_section(run: _Run, model: "Model", expls: list["Explanation"], r
     t0 = time.perf_counter()
     s = Section("comparison", "All methods side by side", params={"methods": ", ".join(e.method for e in expls)})
     s.text("The same images, each method's overlay: do the methods agree on where the evidence is?")
-    shown = figure_rows(rows)
+    shown = figure_rows(rows, per_class=run.figure_per_class)
     path = figures.render_grid([e.take(shown) for e in expls], run.figure("comparison"), spec=model.spec,
                                row_labels=[_row_label(rows[i]) for i in shown], title="every method on the same images")
     s.figure(path, f"Rows: {_shown_text(rows, shown)}; columns: the image, then each method's overlay.",

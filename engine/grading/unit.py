@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
+# A student's page draws one image of each class per method (a grid row costs 4-7 matplotlib axes); every
+# image's map is in maps.npz and the class's side-by-side grids, its numbers in the page's tables.
+GRADE_FIGURE_PER_CLASS = 1
 STATUS_OK = "ok"
 
 
@@ -169,7 +172,8 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
         data = _without_labels(dataset)
     t0 = time.perf_counter()
     page = build_report(model, data, tmp, per_class=opt.per_class, methods=list(opt.methods), seed=opt.seed,
-                        features=False, trust=False, picked=picked, method_params=opt.method_params)
+                        features=False, trust=False, picked=picked, method_params=opt.method_params,
+                        figure_per_class=GRADE_FIGURE_PER_CLASS)
     row["explain_seconds"] = round(time.perf_counter() - t0, 3)
     report = _read_json(tmp / "report.json")
     evaluation = report.get("evaluation") or {}

@@ -216,3 +216,4 @@ def test_large_selections_show_a_sample_per_class_in_figures(tiny_onnx, faces: n
     for k, v in expl.extras.items():
         if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 5:
             np.testing.assert_array_equal(part.extras[k], v[[4, 1]])
+    assert figure_rows(rows[:20], per_class=1) == list(range(7))
