@@ -100,6 +100,11 @@ def run_ray(submissions: Iterable[Submission], options: GradeOptions, out_root: 
             raise BadInputError(f"cannot start or reach {where}: {str(exc).strip().splitlines()[0]}") from None
     resources = {"num_cpus": 1, "max_retries": max(0, int(max_retries)), "retry_exceptions": False}
     if options.device == "cuda":
+        if not ray.cluster_resources().get("GPU"):  # the tasks would wait for a GPU forever
+            if started_here:
+                ray.shutdown()
+            raise BadInputError("--device cuda with --ray, but the Ray cluster has no GPU; start its nodes "
+                                "with GPUs (ray start --num-gpus N) or grade with --device cpu")
         resources["num_gpus"] = float(gpu_per_task)
     task = ray.remote(grade_task).options(**resources)
     out = str(Path(out_root).resolve())

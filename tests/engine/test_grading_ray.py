@@ -30,7 +30,7 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[Any]:
     """One local Ray instance for the module: its start-up costs seconds."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
@@ -160,3 +160,14 @@ def test_a_row_that_ran_out_of_a_limit_is_redone_when_the_limit_changes(tmp_path
         assert (previous_result(tmp_path, sub, "k", {"timeout": 9.0, "memory_gb": 4.0}) is not None) == \
             reused_under_new_limits, status
         assert previous_result(tmp_path, sub, "other key", {"timeout": 4.0, "memory_gb": 4.0}) is None
+
+
+def test_cuda_on_a_cluster_without_gpus_says_so(tmp_path: Path, local_ray: Any) -> None:
+    from onnxplain.engine.errors import BadInputError
+    from onnxplain.engine.grading.ray_pool import run_ray
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "a.onnx").write_bytes(b"not a model")
+    with pytest.raises(BadInputError, match="has no GPU"):
+        run_ray(discover_submissions(subs), GradeOptions(data=str(tmp_path), device="cuda"), tmp_path / "out")
