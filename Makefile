@@ -10,9 +10,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
-# Reinstalls whenever pyproject.toml changes; the keras and test extras are part of the set-up.
+# Reinstalls whenever pyproject.toml changes; the keras, ray and test extras are part of the set-up.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[keras,test]'
+	$(PY) -m pip install -q -e '.[keras,ray,test]'
 	touch $@
 
 install: $(STAMP)

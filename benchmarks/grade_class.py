@@ -58,6 +58,30 @@ def make_data(path: Path) -> Path:
     return path
 
 
+BREAKDOWN = ("export", "load", "evaluation", "methods", "figures_and_writing", "other", "not_methods", "total")
+
+
+def breakdown(row: dict) -> dict:
+    """Where one submission's seconds went. `methods`: the methods' own computation (their forward and
+    backward passes); `figures_and_writing`: the rest of the report (figures, tables, HTML, maps.npz);
+    `other`: what no timer covers (hashing, reading the data, the sidecar, result.json, the folder swap);
+    `not_methods`: everything but `methods`, the export included."""
+    methods = sum(v for v in (row.get("method_seconds") or {}).values() if v)
+    explain = row.get("explain_seconds") or 0.0
+    evaluation = row.get("evaluation_seconds") or 0.0
+    export, load, total = row.get("export_seconds") or 0.0, row.get("load_seconds") or 0.0, row["total_seconds"]
+    out = {"id": row["id"], "export": export, "load": load, "evaluation": evaluation, "methods": methods,
+           "per_method": row.get("method_seconds"), "figures_and_writing": max(0.0, explain - methods - evaluation),
+           "other": max(0.0, total - export - load - explain), "not_methods": total - methods, "total": total}
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def print_breakdown(rows: list, median: dict | None) -> None:
+    print("| submission | " + " | ".join(BREAKDOWN) + " |\n|" + "---|" * (len(BREAKDOWN) + 1))
+    for b in rows + ([{"id": "median", **median}] if median else []):
+        print(f"| {b['id']} | " + " | ".join(f"{b[k]:.2f}" for k in BREAKDOWN) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100)
@@ -65,6 +89,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1000, help="LIME samples")
     ap.add_argument("--steps", type=int, default=50, help="IG steps")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--per-class", type=int, default=10, help="images of each class explained")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="onnxplain-grade-bench-"))
@@ -75,7 +100,7 @@ def main() -> None:
     made = time.perf_counter() - t0
     cmd = [str(Path(sys.executable).with_name("onnxplain")), "grade", str(subs), "--data", str(data),
            "--out", str(work / "out"), "--workers", str(args.workers), "--methods", "saliency,lime,ig",
-           "--per-class", "10", "--samples", str(args.samples), "--steps", str(args.steps), "--json", "--quiet"]
+           "--per-class", str(args.per_class), "--samples", str(args.samples), "--steps", str(args.steps), "--json", "--quiet"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -90,6 +115,10 @@ def main() -> None:
               "per_submission_median": med, "method_median_seconds": methods, "counts": summary["counts"],
               "lime_samples": args.samples, "ig_steps": args.steps, "models_made_in_seconds": round(made, 1),
               "projected_100_seconds": round(wall * 100 / args.n, 1), "grade_stdout": json.loads(done.stdout)}
+    result["breakdown"] = [breakdown(r) for r in ok]
+    result["breakdown_median"] = {k: round(statistics.median(b[k] for b in result["breakdown"]), 3)
+                                  for k in BREAKDOWN} if ok else None
+    print_breakdown(result["breakdown"], result["breakdown_median"])
     print(f"| submissions | workers | wall | per submission (median): export / explain+evaluate / total "
           f"| saliency / LIME / IG (median) | projected for 100 |\n|---|---|---|---|---|---|\n"
           f"| {args.n} | {args.workers} | {wall:.0f} s | {med['export_seconds']:.1f} / {med['explain_seconds']:.1f} / "

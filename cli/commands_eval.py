@@ -3,7 +3,7 @@ as one HTML page) and `demo` (train, export and report with no arguments)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -82,6 +82,12 @@ def report_command(
     data: DataOpt,
     per_class: PerClassOpt = 1,
     methods: MethodsOpt = None,
+    sections: Annotated[Optional[str], typer.Option(
+        "--sections", help="Only these sections, comma-separated: training, evaluation, methods (or method "
+        "names), comparison, trust, filters, activations, dream (default: all; the summary is always there).",
+        show_default=False)] = None,
+    no_trust: Annotated[bool, typer.Option(
+        "--no-trust", help="Leave out \"Can these maps be trusted?\", the costliest section.")] = False,
     layer: LayerOpt = None,
     history: HistoryOpt = None,
     steps: IgStepsOpt = None,
@@ -122,7 +128,8 @@ def report_command(
         folder = out or default_out(model)
         page = build_report(m, ds, folder, per_class=per_class, methods=chosen, layer=layer, seed=seed,
                             progress=run.progress,
-                            method_params=report_params(steps, tolerance, samples, target_output), training=training)
+                            method_params=report_params(steps, tolerance, samples, target_output), training=training,
+                            trust=not no_trust, sections=parse_methods(sections))
         doc = {"command": "report", "model": str(model), "data": str(data), "report": str(page), "out": str(folder)}
         run.result(doc, paths=[page], human=lambda console: say(console, f"report for {model.name} on {data.name}:"))
 

@@ -25,7 +25,16 @@ def grade_command(
         show_default=False)],
     data: DataOpt,
     out: OutOpt = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Submissions graded in parallel processes.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Submissions graded in parallel processes "
+                                         "(with --ray: Ray tasks in flight at once).")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="Grade each submission as a Ray task, on a local Ray "
+                                      "instance or the cluster of --ray-address (needs onnxplain[ray]).")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="A running Ray cluster for --ray: HOST:6379 from `ray start --head`, or auto; "
+        "OUT must be a folder every node sees at the same path.", show_default=False)] = None,
+    gpu_per_task: Annotated[float, typer.Option(
+        "--gpu-per-task", min=0.01, max=1.0, help="With --ray and --device cuda: the GPU fraction each task "
+        "asks Ray for.")] = 0.25,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods for every student.")]
     = "saliency,lime,ig",
     per_class: Annotated[int, typer.Option("--per-class", min=1, help="Images of each class to explain.")] = 1,
@@ -69,6 +78,12 @@ def grade_command(
 
     if not data.exists():
         raise BadInputError(f"{data}: no such file or folder")
+    if ray_address and not ray:
+        raise BadInputError("--ray-address needs --ray")
+    if ray:
+        from onnxplain.engine.grading.ray_pool import import_ray
+
+        import_ray()  # a missing extra fails here, before any work
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in chosen if m not in method_names()]
     if unknown:
@@ -97,8 +112,15 @@ def grade_command(
             note = "unchanged, skipped" if row.get("skipped") else row["status"]
             run.progress(f"graded {done}/{len(subs)}: {row['id']} ({note})", done / len(subs))
 
-        run.progress(f"grading {len(subs)} submissions with {workers} worker(s)", 0.0)
-        rows = run_pool(subs, options, folder, workers=workers, progress=progress)
+        if ray:
+            from onnxplain.engine.grading.ray_pool import run_ray
+
+            run.progress(f"grading {len(subs)} submissions as Ray tasks, {workers} at a time", 0.0)
+            rows = run_ray(subs, options, folder, address=ray_address, workers=workers, progress=progress,
+                           gpu_per_task=gpu_per_task)
+        else:
+            run.progress(f"grading {len(subs)} submissions with {workers} worker(s)", 0.0)
+            rows = run_pool(subs, options, folder, workers=workers, progress=progress)
         index = write_summary(folder, rows, options)
         doc = {"command": "grade", "out": str(folder), "index": str(index), "counts": status_counts(rows),
                "skipped": sum(1 for r in rows if r.get("skipped")), "submissions": len(rows)}

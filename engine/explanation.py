@@ -50,6 +50,24 @@ class Explanation:
     def __len__(self) -> int:
         return int(self.maps.shape[0])
 
+    def take(self, indices: Any) -> "Explanation":
+        """The explanation of some of the images (figures that show a sample): every per-image array,
+        extras included (those whose first dimension is the number of images), indexed the same way."""
+        from dataclasses import replace
+
+        idx = np.asarray(indices, dtype=np.int64)
+        n = len(self)
+
+        def pick(v: Any) -> Any:
+            if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == n:
+                return v[idx]
+            if isinstance(v, (list, tuple)) and len(v) == n:
+                return type(v)(v[i] for i in idx.tolist())
+            return v
+
+        return replace(self, maps=self.maps[idx], inputs=self.inputs[idx], targets=self.targets[idx],
+                       scores=self.scores[idx], extras={k: pick(v) for k, v in self.extras.items()})
+
     def target_name(self, i: int) -> str:
         t = int(self.targets[i])
         return self.labels[t] if self.labels and t < len(self.labels) else str(t)

@@ -188,12 +188,24 @@ def _roll(images: torch.Tensor, jitter: int, gen: torch.Generator) -> torch.Tens
 
 
 # ---------------------------------------------------------------------------------- filters
+ASCENT_STEPS = 128   # up to 64 pixels a side
+
+
+def ascent_steps(height: int, width: int) -> int:
+    """Default gradient-ascent steps for filter visualisation: 128 up to 64 pixels a side, then fewer in
+    inverse proportion to the longer side, never below 32 (224x224 gets 37), so the cost, which grows
+    with the pixels, grows with the side rather than its square. The start and final activations are
+    recorded, so whether the ascent got far is on the page."""
+    side = max(height, width)
+    return ASCENT_STEPS if side <= 64 else max(32, round(ASCENT_STEPS * 64 / side))
+
+
 def visualize_filters(
     model: Model,
     layer: str | None = None,
     filters: Sequence[int] | None = None,
     *,
-    steps: int = 128,
+    steps: int | None = None,
     lr: float = 0.05,
     seed: int = 0,
     from_image: np.ndarray | None = None,
@@ -204,8 +216,10 @@ def visualize_filters(
     fft: bool = True,
     batch_size: int = 64,
 ) -> FilterVisualization:
-    """Images that maximise each filter's mean activation (Adam, regularised), filters batched together."""
+    """Images that maximise each filter's mean activation (Adam, regularised), filters batched together.
+    steps: None = `ascent_steps` of the input size."""
     start_time = time.perf_counter()
+    steps = ascent_steps(model.spec.height, model.spec.width) if steps is None else steps
     info = conv_layer(model, layer)
     n_channels = info.channels or (info.output_shape[0] if info.output_shape else None)
     if filters is None:

@@ -86,6 +86,7 @@ class _Run:
     sections: list[Section] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
     maps: dict[str, np.ndarray] = field(default_factory=dict)
+    figure_per_class: int | None = None   # grid figures: at most this many images of each class
 
     def figure(self, name: str) -> Path:
         return self.img / f"{name}.png"
@@ -113,6 +114,8 @@ def build_report(
     picked: Sequence[int] | np.ndarray | None = None,
     method_params: dict[str, dict[str, Any]] | None = None,
     trust: bool = True,
+    sections: Sequence[str] | None = None,
+    figure_per_class: int | None = None,
 ) -> Path:
     """Write the report for `model` on `dataset` into `out_dir`; returns the path of `report.html`.
 
@@ -124,10 +127,16 @@ def build_report(
     picked: the dataset indices to explain (grading passes the same ones for every student);
     method_params: per-method parameters, e.g. {"lime": {"samples": 500}}, over REPORT_DEFAULTS;
     trust: include "Can these maps be trusted?" (deletion/insertion curves and the randomisation check of
-    every method, which runs each method again once per layer on a few images).
+    every method, which runs each method again at TRUST_STAGES stages on a few images);
+    sections: only these sections (ids of SECTIONS, "methods" for every chosen method; None: all). The
+    model summary is always there; the evaluation is computed either way, since it picks the images;
+    figure_per_class: grid figures show at most this many images of each class (None: all up to
+    FIGURE_ROWS rows; see `figure_rows`); the tables, report.json and maps.npz keep every image.
     """
     started = time.perf_counter()
-    chosen_methods = _resolve_methods(methods)
+    chosen_methods, shown = resolve_sections(sections, _resolve_methods(methods))
+    trust = trust and "trust" in shown
+    features = features and bool({"filters", "activations", "dream"} & shown)
     feature_layer = _feature_layer(model, layer)  # unknown layers fail here, before any work
     if per_class < 1:
         raise BadInputError(f"--per-class must be at least 1, got {per_class}")
@@ -136,7 +145,7 @@ def build_report(
     if model.spec.labels and dataset.class_names and dataset.labels is not None:
         dataset = dataset.relabel(model.spec.labels)
     out = Path(out_dir)
-    run = _Run(out=out, img=out / "img")
+    run = _Run(out=out, img=out / "img", figure_per_class=figure_per_class)
     run.img.mkdir(parents=True, exist_ok=True)
     steps = 3 + len(chosen_methods) + 5
     step = 0
@@ -155,9 +164,11 @@ def build_report(
 
     tick("model summary")
     summary_placeholder = len(run.sections)
-    if training and training.get("history"):
+    if training and training.get("history") and "training" in shown:
         _training_section(run, training)
-    if evaluation is not None:
+    if "evaluation" not in shown:
+        pass
+    elif evaluation is not None:
         _evaluation_section(run, evaluation)
     else:
         run.add(Section("evaluation", "Evaluation", error=f"{dataset.source} has no labels, so accuracy and the "
@@ -170,7 +181,7 @@ def build_report(
         expl = _method_section(run, model, name, images, rows, evaluation, seed, params)
         if expl is not None:
             explanations[name] = expl
-    if len(explanations) > 1:
+    if len(explanations) > 1 and "comparison" in shown:
         tick("all methods side by side")
         _comparison_section(run, model, list(explanations.values()), rows)
     if trust and explanations:
@@ -179,12 +190,15 @@ def build_report(
 
     if features:
         display = model.spec.to_display(model.spec.to_model_input(list(images)))
-        tick(f"filters of {feature_layer.name if feature_layer else 'a conv layer'}")
-        _filters_section(run, model, feature_layer, seed)
-        tick("activation maps")
-        _activations_section(run, model, feature_layer, images[0], rows[0])
-        tick("deep dream")
-        _dream_section(run, model, feature_layer, images[0], display[0], rows[0], seed)
+        if "filters" in shown:
+            tick(f"filters of {feature_layer.name if feature_layer else 'a conv layer'}")
+            _filters_section(run, model, feature_layer, seed)
+        if "activations" in shown:
+            tick("activation maps")
+            _activations_section(run, model, feature_layer, images[0], rows[0])
+        if "dream" in shown:
+            tick("deep dream")
+            _dream_section(run, model, feature_layer, images[0], display[0], rows[0], seed)
 
     tick("writing the report")
     # The summary goes first but is taken last: building the torch module fills in its parity.
@@ -199,6 +213,31 @@ def build_report(
 
 
 # ------------------------------------------------------------------------------------ selection
+SECTIONS = ("training", "evaluation", "methods", "comparison", "trust", "filters", "activations", "dream")
+
+
+def resolve_sections(sections: Sequence[str] | None, methods: list[str]) -> tuple[list[str], set[str]]:
+    """(the methods to run, the section ids to show) for `report --sections a,b`: SECTIONS' ids, "methods"
+    for all of `methods`, or method names (only those of `methods` run; comparison or trust without a method
+    name run them all). Unknown ids list the known ones."""
+    everything = set(SECTIONS) - {"methods"}
+    if sections is None:
+        return methods, everything
+    wanted = [x.strip() for x in sections if x.strip()]
+    known = set(SECTIONS) | set(method_names())
+    unknown = [x for x in wanted if x not in known]
+    if unknown or not wanted:
+        what = f"unknown section {unknown[0]!r}" if unknown else "no sections chosen"
+        raise BadInputError(f"{what}; choose from {', '.join(SECTIONS)} or method names "
+                            f"({', '.join(method_names())})")
+    named = [m for m in wanted if m in method_names()]
+    if named:
+        chosen = [m for m in methods if m in named]
+    else:  # the comparison and the trust section are about the methods' maps: they need them all
+        chosen = methods if {"methods", "comparison", "trust"} & set(wanted) else []
+    return chosen, everything & set(wanted)
+
+
 def _resolve_methods(methods: Sequence[str] | None) -> list[str]:
     known = method_names()
     if methods is None:
@@ -264,6 +303,34 @@ def _class_name(model: "Model", dataset: "Dataset", k: int) -> str:
     if model.spec.labels and k < len(model.spec.labels):
         return model.spec.labels[k]
     return dataset.class_name(k)
+
+
+FIGURE_ROWS = 24  # a grid figure draws 4-7 matplotlib axes per row, 10-40 ms each: 70 rows cost a minute
+
+
+def figure_rows(rows: list[dict[str, Any]], limit: int = FIGURE_ROWS, per_class: int | None = None) -> list[int]:
+    """The rows a grid figure shows: all of them up to `limit`, else the first k images of each class
+    (k = limit // classes, at least 1; or `per_class` when given), in their order. The tables, report.json
+    and maps.npz keep every image."""
+    key = [r["true"] if r["true"] is not None else r["predicted"] for r in rows]
+    if per_class is None:
+        if len(rows) <= limit:
+            return list(range(len(rows)))
+        per_class = max(1, limit // len(set(key)))
+    seen: dict[Any, int] = {}
+    shown = []
+    for i, k in enumerate(key):
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] <= per_class:
+            shown.append(i)
+    return shown
+
+
+def _shown_text(rows: list[dict[str, Any]], shown: list[int]) -> str:
+    if len(shown) == len(rows):
+        return "the images of each class"
+    return (f"{len(shown)} of the {len(rows)} images, the first of each class (every image is in the table "
+            "below and in maps.npz)")
 
 
 def _row_label(row: dict[str, Any], expl: "Explanation | None" = None, i: int = 0) -> str:
@@ -401,10 +468,11 @@ def _method_section(run: _Run, model: "Model", name: str, images: np.ndarray, ro
     if "layer" in expl.extras:
         s.params["layer"] = expl.extras["layer"]
     run.maps[name] = expl.maps
-    labels = [_row_label(r, expl, i) for i, r in enumerate(rows)]
-    path = figures.render_grid(expl, run.figure(name), spec=model.spec, row_labels=labels,
-                               title=f"{title}: one image per class, explaining the predicted class")
-    s.figure(path, f"{title} for one image of each class (rows); columns: the image, the map, the overlay"
+    shown = figure_rows(rows, per_class=run.figure_per_class)
+    labels = [_row_label(rows[i], expl, i) for i in shown]
+    path = figures.render_grid(expl.take(shown), run.figure(name), spec=model.spec, row_labels=labels,
+                               title=f"{title}: images of each class, explaining the predicted class")
+    s.figure(path, f"{title} for {_shown_text(rows, shown)} (rows); columns: the image, the map, the overlay"
              + ("" if len(figures.explanation_panels(expl)) == 3 else ", and the method's own view") + ".",
              relative_to=run.out)
     records = [expl.record(i) for i in range(len(expl))]
@@ -444,9 +512,11 @@ def _comparison_section(run: _Run, model: "Model", expls: list["Explanation"], r
     t0 = time.perf_counter()
     s = Section("comparison", "All methods side by side", params={"methods": ", ".join(e.method for e in expls)})
     s.text("The same images, each method's overlay: do the methods agree on where the evidence is?")
-    path = figures.render_grid(expls, run.figure("comparison"), spec=model.spec,
-                               row_labels=[_row_label(r) for r in rows], title="every method on the same images")
-    s.figure(path, "Columns: the image, then each method's overlay.", relative_to=run.out)
+    shown = figure_rows(rows, per_class=run.figure_per_class)
+    path = figures.render_grid([e.take(shown) for e in expls], run.figure("comparison"), spec=model.spec,
+                               row_labels=[_row_label(rows[i]) for i in shown], title="every method on the same images")
+    s.figure(path, f"Rows: {_shown_text(rows, shown)}; columns: the image, then each method's overlay.",
+             relative_to=run.out)
     s.seconds = time.perf_counter() - t0
     run.add(s)
 
@@ -467,23 +537,36 @@ def _trust_section(run: _Run, model: "Model", expls: list["Explanation"], rows: 
     from .render.trust import render_curves, render_randomisation
 
     t0 = time.perf_counter()
+    n_rand = min(randomisation_images(model), len(rows))
     s = Section("trust", "Can these maps be trusted?", params={"steps": 32, "baseline": "black", "seed": seed,
-                                                                "randomised images": min(4, len(rows))})
+                                                                "randomised images": n_rand,
+                                                                "randomisation stages": TRUST_STAGES})
     s.text(TRUST_TEXT.format(threshold=FLAG_THRESHOLD))
+    s.text(f"Cost: the random pixel order's curves are computed once for every method (same images, same "
+           f"targets); the randomisation check computes the maps at {TRUST_STAGES} stages of the cascade spread "
+           f"from the top layer to the last (every layer random, the stage the check reads), on the first "
+           f"{n_rand} image(s): {RANDOMISATION_RULE}")
     results, table = {}, []
+    reference = None
     for expl in expls:
+        shared = reference if reference is not None and _same_inputs(reference[0], expl) else None
         try:
-            results[expl.method] = (expl, trust_metrics(model, expl, seed=seed, randomisation_images=4))
+            tm = trust_metrics(model, expl, seed=seed, randomisation_images=n_rand, stages=TRUST_STAGES,
+                               reference=shared[1].curves if shared else None)
         except OnnxplainError as exc:
-            table.append([expl.method, f"could not run: {exc}", "-", "-", "-", "-"])
+            table.append([expl.method, f"could not run: {exc}", "-", "-", "-", "-", "-"])
             continue
-        c, r = results[expl.method][1].curves, results[expl.method][1].randomisation
+        results[expl.method] = (expl, tm)
+        reference = reference or (expl, tm)
+        c, r = tm.curves, tm.randomisation
         table.append([expl.method, f"{c.deletion_auc.mean():.3f} ({c.random_deletion_auc.mean():.3f})",
                       f"{c.insertion_auc.mean():.3f} ({c.random_insertion_auc.mean():.3f})",
                       f"{int(c.beats_random.sum())} of {len(expl)}", f"{r.final_spearman:.2f} / {r.ssim[-1].mean():.2f}",
-                      "FLAGGED: the maps do not depend on the weights" if r.flagged else "passes"])
+                      "FLAGGED: the maps do not depend on the weights" if r.flagged else "passes",
+                      f"{tm.curve_seconds:.1f} / {tm.seconds - tm.curve_seconds:.1f}"])
     s.table(["method", "deletion AUC (random order)", "insertion AUC (random order)", "images better than random",
-             "Spearman / SSIM, every layer random", "randomisation check"], table, numeric=[1, 2, 3, 4])
+             "Spearman / SSIM, every layer random", "randomisation check", "seconds: curves / randomisation"],
+            table, numeric=[1, 2, 3, 4, 6])
     for name, (expl, tm) in results.items():
         title = METHOD_TEXT.get(name, (name,))[0]
         s.heading(title)
@@ -500,6 +583,21 @@ def _trust_section(run: _Run, model: "Model", expls: list["Explanation"], rows: 
                     numeric=[1, 2])
     s.seconds = time.perf_counter() - t0
     run.add(s, {"trust": {name: tm.record() for name, (_, tm) in results.items()}})
+
+
+TRUST_STAGES = 6  # randomisation stages computed; a 4-conv course CNN has 6-8 layers with parameters
+RANDOMISATION_RULE = "4 images up to 64 pixels a side, 2 above (each stage re-runs the method on them)."
+
+
+def randomisation_images(model: "Model") -> int:
+    """How many images the report's randomisation check re-explains at each stage (RANDOMISATION_RULE)."""
+    return 4 if max(model.spec.height, model.spec.width) <= 64 else 2
+
+
+def _same_inputs(a: "Explanation", b: "Explanation") -> bool:
+    """True when two explanations are of the same model inputs and targets (their random-order curves match)."""
+    return a.inputs.shape == b.inputs.shape and np.array_equal(a.targets, b.targets) and \
+        np.array_equal(a.inputs, b.inputs)
 
 
 def _feature_params(fn: Callable[..., Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -526,22 +624,24 @@ def _no_conv(section: Section) -> Section:
 
 
 def _filters_section(run: _Run, model: "Model", layer: "LayerInfo | None", seed: int) -> None:
-    from .features import visualize_filters
+    from .features import ascent_steps, visualize_filters
 
     s = Section("filters", "Filter visualisation (gradient ascent)")
     if layer is None:
         run.add(_no_conv(s))
         return
     count = min(int(layer.channels or FILTERS_SHOWN), FILTERS_SHOWN)
-    s.params = {"layer": layer.name, **_feature_params(visualize_filters, {"seed": seed}),
+    steps = ascent_steps(model.spec.height, model.spec.width)
+    s.params = {"layer": layer.name, **_feature_params(visualize_filters, {"seed": seed, "steps": steps}),
                 "filters": f"0-{count - 1} of {layer.channels}"}
     s.text("Each picture starts from faint noise and is changed by gradient ascent to maximise the mean "
            "activation of one filter of the layer: the pattern that filter responds to. Titles give the "
            "filter's index and its final mean activation. Each filter is shown with its own contrast (its 1st to "
            "99th percentile stretched to black..white, as Lucent does), so the grey levels of two filters are "
-           "not comparable.")
+           "not comparable. Steps: 128 up to 64 pixels a side, fewer in proportion to the side above that "
+           "(at least 32).")
     vis = _attempt(run, s, f"filter visualisation failed on {layer.name}", visualize_filters, model,
-                   layer=layer.name, filters=list(range(count)), seed=seed)
+                   layer=layer.name, filters=list(range(count)), seed=seed, steps=steps)
     if vis is None:
         return
     s.seconds = vis.seconds
@@ -613,6 +713,7 @@ def _write(run: _Run, model: "Model", dataset: "Dataset", *, per_class: int, see
         ("accuracy", f"{evaluation.accuracy:.4f}" if evaluation is not None else "n/a (no labels)"),
         ("device", model.device),
         ("generated", f"{now} in {seconds:.1f} s by onnxplain {versions.get('onnxplain', '?')}"),
+        ("cost", section_costs(run.numbers.get("sections", {}), seconds)),
     ]
     page = run.out / "report.html"
     render_report_html(
@@ -637,6 +738,14 @@ def _write(run: _Run, model: "Model", dataset: "Dataset", *, per_class: int, see
         "sections": run.numbers.get("sections", {}),
     })
     return page
+
+
+def section_costs(sections: dict[str, dict[str, Any]], total: float) -> str:
+    """What each section's computation cost, costliest first, then the rest (figures, tables, writing).
+    The training section's seconds are the training's own, not the report's: left out."""
+    timed = sorted(((v.get("seconds") or 0.0, k) for k, v in sections.items() if k != "training"), reverse=True)
+    rest = max(0.0, total - sum(t for t, _ in timed))
+    return ", ".join(f"{k} {t:.1f} s" for t, k in timed if t >= 0.05) + f"; figures and writing {rest:.1f} s"
 
 
 def _source(model: "Model") -> str:

@@ -60,7 +60,7 @@ def export(
         raise UnsupportedModelError(f"{src_path.name} is {sniff.describe_unknown(src_path)}")
     started = time.perf_counter()
     if worker is None:
-        with ExportWorker(preload=_preload_for(fmt)) as one_shot:
+        with ExportWorker(preload=preload_for(fmt)) as one_shot:
             one_shot.export(src_path, out_path, options, images=images, timeout=timeout, memory_gb=memory_gb)
     else:
         worker.export(src_path, out_path, options, images=images, timeout=timeout, memory_gb=memory_gb)
@@ -119,7 +119,8 @@ def _check_target(src: Path, out: Path, fmt: str) -> None:
         raise BadInputError(f"cannot write {out}: {probe} is not writable; choose another place with -o")
 
 
-def _preload_for(fmt: str) -> tuple[str, ...]:
+def preload_for(fmt: str) -> tuple[str, ...]:
+    """The libraries an export worker for this format imports up front (ONNX files need neither)."""
     framework = sniff.framework_of(fmt)
     if framework == "keras":
         return ("keras",)

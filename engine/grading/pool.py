@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import psutil
 
 from .submissions import Submission
-from .unit import GradeOptions, grade_one, previous_result, submission_key
+from .unit import GradeOptions, class_preload, grade_one, previous_result, submission_key
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,17 @@ _POLL_S = 0.2
 Progress = Callable[[dict[str, Any]], None]
 
 
-def _serve(tasks: "mp.Queue[Any]", results: "mp.Queue[Any]", options: GradeOptions, out_root: str) -> None:
-    """A grading process: load the data once, keep one ExportWorker warm, grade until told to stop."""
+def _serve(tasks: "mp.Queue[Any]", results: "mp.Queue[Any]", options: GradeOptions, out_root: str,
+           preload: tuple[str, ...]) -> None:
+    """A grading process: load the data once, keep one ExportWorker warm (importing `preload`), grade until
+    told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     from onnxplain.exporters import ExportWorker
 
     from .unit import load_common_data
 
     dataset, picked = load_common_data(options)
-    with ExportWorker() as worker:
+    with ExportWorker(preload=preload) as worker:
         while True:
             task = tasks.get()
             if task is None:
@@ -63,26 +65,17 @@ def run_pool(submissions: Iterable[Submission], options: GradeOptions, out_root:
     """
     subs = list(submissions)
     order = {s.id: i for i, s in enumerate(subs)}
-    rows: dict[str, dict[str, Any]] = {}
-    pending = []
-    keys: dict[str, str] = {}
-    for sub in subs:  # finished earlier with the same files and options: no process needed
-        keys[sub.id] = submission_key(sub, options)
-        done = previous_result(Path(out_root), sub, keys[sub.id])
-        if done is None:
-            pending.append(sub)
-        else:
-            rows[sub.id] = done
-            if progress is not None:
-                progress(done)
+    rows, pending, keys = split_finished(subs, options, out_root, progress)
     limit = submission_timeout if submission_timeout is not None else options.timeout + 600.0
+    preload = class_preload(pending)
     ctx = mp.get_context("spawn")
     results: Any = ctx.Queue()
     slots: list[_Slot] = []
 
     def start() -> _Slot:
         tasks = ctx.Queue()
-        proc = ctx.Process(target=_serve, args=(tasks, results, options, str(out_root)), daemon=True)
+        proc = ctx.Process(target=_serve, args=(tasks, results, options, str(out_root), preload),
+                           daemon=True)
         proc.start()
         return _Slot(proc, tasks)
 
@@ -117,7 +110,7 @@ def run_pool(submissions: Iterable[Submission], options: GradeOptions, out_root:
                 _drain_into(results, rows, finish)  # a result may have arrived just before the death
                 sub = slot.current
                 if sub.id not in rows:
-                    finish(_failure_row(sub, options, "timeout" if overdue else "crashed",
+                    finish(failure_row(sub, options, "timeout" if overdue else "crashed",
                                         f"grading took longer than {limit:g} s; the process was stopped" if overdue
                                         else f"the grading process died ({_exit(slot.process)})"))
                 _kill(slot.process)
@@ -133,6 +126,25 @@ def run_pool(submissions: Iterable[Submission], options: GradeOptions, out_root:
     return sorted(rows.values(), key=lambda r: order.get(r["id"], len(order)))
 
 
+def split_finished(subs: list[Submission], options: GradeOptions, out_root: str | Path, progress: Progress | None
+                   ) -> tuple[dict[str, dict[str, Any]], list[Submission], dict[str, str]]:
+    """(rows reused from an earlier run, submissions still to grade, every submission's key): the resume rule
+    that every runner (this pool, Ray) applies before dispatching anything."""
+    rows: dict[str, dict[str, Any]] = {}
+    pending = []
+    keys: dict[str, str] = {}
+    for sub in subs:  # finished earlier with the same files and options: no process needed
+        keys[sub.id] = submission_key(sub, options)
+        done = previous_result(Path(out_root), sub, keys[sub.id], options.limits())
+        if done is None:
+            pending.append(sub)
+        else:
+            rows[sub.id] = done
+            if progress is not None:
+                progress(done)
+    return rows, pending, keys
+
+
 def _drain_into(results: Any, rows: dict[str, Any], finish: Callable[[dict[str, Any]], None]) -> None:
     while True:
         try:
@@ -143,8 +155,9 @@ def _drain_into(results: Any, rows: dict[str, Any], finish: Callable[[dict[str, 
             finish(row)
 
 
-def _failure_row(sub: Submission, options: GradeOptions, status: str, reason: str) -> dict[str, Any]:
-    """Recorded in the summary only: the submission is retried on the next run."""
+def failure_row(sub: Submission, options: GradeOptions, status: str, reason: str) -> dict[str, Any]:
+    """A submission whose grading process died or overran, charged to it; recorded in the summary only,
+    so the submission is graded again on the next run."""
     return {"id": sub.id, "status": status, "reason": reason, "model_file": str(sub.model) if sub.model else None,
             "key": None, "skipped": False}
 

@@ -17,7 +17,7 @@ from .unit import STATUS_OK, GradeOptions, load_common_data
 
 CSV_COLUMNS = ("id", "status", "reason", "framework", "framework_version", "format", "parameters", "classes",
                "accuracy", "per_class_accuracy", "parity", "torch_parity", "export_seconds", "explain_seconds",
-               "total_seconds", "model_file", "report", "note", "preprocessing")
+               "total_seconds", "reused", "model_file", "report", "note", "preprocessing")
 GRID_PAGE = 30  # students per side-by-side figure
 
 
@@ -31,7 +31,8 @@ def status_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
 def write_summary(out_root: str | Path, rows: Sequence[dict[str, Any]], options: GradeOptions) -> Path:
     """Write the three summary files; returns index.html."""
     out = Path(out_root)
-    clean = [{k: v for k, v in row.items() if k != "skipped"} for row in rows]
+    # `reused`: the row comes from an earlier run (same files, same options that reach this submission).
+    clean = [{**{k: v for k, v in row.items() if k != "skipped"}, "reused": bool(row.get("skipped"))} for row in rows]
     write_json_atomic(out / "summary.json", {"options": _options(options), "counts": status_counts(clean),
                                              "submissions": clean})
     buffer = io.StringIO()

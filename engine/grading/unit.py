@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
+# A student's page draws one image of each class per method (a grid row costs 4-7 matplotlib axes); every
+# image's map is in maps.npz and the class's side-by-side grids, its numbers in the page's tables.
+GRADE_FIGURE_PER_CLASS = 1
 STATUS_OK = "ok"
 
 
@@ -57,8 +60,27 @@ class GradeOptions:
     # {student id: settings} from --overrides; each student's row joins only that student's key
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def key(self) -> str:
-        return options_hash({**asdict(self), "overrides": None, "onnxplain": _version()})
+    def key(self, framework: str | None = None) -> str:
+        """A hash of the options that can change the results of a submission of this framework (keras,
+        pytorch, onnx; None: all of them). Export limits are not in it: see `previous_result`."""
+        chosen = {k: v for k, v in asdict(self).items() if k not in _NOT_KEYED and
+                  (framework is None or k not in _FRAMEWORK_ONLY or framework in _FRAMEWORK_ONLY[k])}
+        return options_hash({**chosen, "onnxplain": _version()})
+
+    def limits(self) -> dict[str, float]:
+        """The export limits: a row that failed on one of them is redone when they change."""
+        return {"timeout": self.timeout, "memory_gb": self.memory_gb}
+
+
+# Options that reach only some frameworks' exports (see _export_settings): changing --arch-name must not
+# regrade a Keras or an ONNX submission. Unknown files are keyed on everything (they fail either way).
+_FRAMEWORK_ONLY: dict[str, tuple[str, ...]] = {
+    "arch_name": ("pytorch", "unknown"), "input_shape": ("pytorch", "unknown"),
+    "trust": ("pytorch", "keras", "unknown"),
+}
+_NOT_KEYED = ("overrides", "timeout", "memory_gb")
+# Statuses an export limit decides: such a row is reused only under the same limits.
+LIMIT_STATUSES = ("timeout", "memory", "crashed")
 
 
 def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.PathLike[str], *,
@@ -73,14 +95,14 @@ def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.
     out_root = Path(out_root)
     final = out_root / submission.id
     key = key or submission_key(submission, options)
-    previous = previous_result(out_root, submission, key)
+    previous = previous_result(out_root, submission, key, options.limits())
     if previous is not None:
         return previous
     tmp = out_root / f".{submission.id}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     row: dict[str, Any] = {"id": submission.id, "status": STATUS_OK, "reason": "", "key": key,
-                           "model_file": str(submission.model) if submission.model else None}
+                           "limits": options.limits(), "model_file": str(submission.model) if submission.model else None}
     started = time.perf_counter()
     try:
         _grade_into(submission, options, tmp, row, worker, dataset, picked)
@@ -138,8 +160,10 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
     # Keras files record the Keras version that saved them; PyTorch files their serialization kind.
     row["framework_version"] = source.get("framework_version") or source.get("serialization")
     row["parity"] = (side.get("parity") or {}).get("max_abs_diff")
+    t0 = time.perf_counter()
     model = Model(onnx_path, device=opt.device)  # type: ignore[arg-type]
     summary = model.summary()
+    row["load_seconds"] = round(time.perf_counter() - t0, 3)
     row["parameters"] = summary["total_params"]
     row["classes"] = model.n_classes
     data = dataset
@@ -150,7 +174,8 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
     t0 = time.perf_counter()
     row.update(preprocessing_row(model, data, sub.python))  # detected only when the sidecar has none
     page = build_report(model, data, tmp, per_class=opt.per_class, methods=list(opt.methods), seed=opt.seed,
-                        features=False, trust=False, picked=picked, method_params=opt.method_params)
+                        features=False, trust=False, picked=picked, method_params=opt.method_params,
+                        figure_per_class=GRADE_FIGURE_PER_CLASS)
     row["explain_seconds"] = round(time.perf_counter() - t0, 3)
     report = _read_json(tmp / "report.json")
     evaluation = report.get("evaluation") or {}
@@ -162,6 +187,7 @@ def _grade_into(sub: Submission, opt: GradeOptions, tmp: Path, row: dict[str, An
                              if k in opt.methods}
     row["method_errors"] = {k: v.get("error") for k, v in (report.get("sections") or {}).items()
                             if k in opt.methods and v.get("error")}
+    row["evaluation_seconds"] = ((report.get("sections") or {}).get("evaluation") or {}).get("seconds")
     row["report"] = f"{sub.id}/{page.name}"
 
 
@@ -243,14 +269,48 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def submission_key(submission: Submission, options: GradeOptions) -> str:
-    """Changes whenever the submission's files or the grading options change."""
+    """Changes whenever the submission's files change, or an option that reaches its framework's export,
+    evaluation or explanations (so --arch-name regrades PyTorch submissions only), or its --overrides row."""
     own = options.overrides.get(submission.id)
     extra = f":{options_hash(own)[:16]}" if own else ""
-    return f"{submission.content_hash()}:{options.key()}{extra}"
+    return f"{submission.content_hash()}:{options.key(_framework(submission))}{extra}"
 
 
-def previous_result(out_root: Path, submission: Submission, key: str) -> dict[str, Any] | None:
-    """The finished row of an earlier run with the same key (marked skipped), or None."""
+def class_preload(submissions: Iterable[Submission]) -> tuple[str, ...]:
+    """What a class's export workers import up front: only the frameworks present (a PyTorch-only class
+    never imports TensorFlow). Files that no exporter reads need nothing."""
+    from onnxplain.exporters import sniff_format
+    from onnxplain.exporters.api import preload_for
+    from onnxplain.exporters.sniff import UNKNOWN
+    from onnxplain.exporters.worker import ALL_PRELOADS
+
+    needed: set[str] = set()
+    for sub in submissions:
+        try:
+            fmt = sniff_format(sub.model) if sub.model is not None else UNKNOWN
+        except OnnxplainError:
+            continue
+        if fmt != UNKNOWN:
+            needed.update(preload_for(fmt))
+    return tuple(p for p in ALL_PRELOADS if p in needed)
+
+
+def _framework(submission: Submission) -> str:
+    from onnxplain.exporters import sniff_format
+    from onnxplain.exporters.sniff import framework_of
+
+    if submission.model is None:
+        return "none"
+    try:
+        return framework_of(sniff_format(submission.model))
+    except OnnxplainError:
+        return "unknown"
+
+
+def previous_result(out_root: Path, submission: Submission, key: str,
+                    limits: dict[str, float] | None = None) -> dict[str, Any] | None:
+    """The finished row of an earlier run with the same key (marked skipped), or None. A row that failed
+    on an export limit (timeout, memory, crash) is reused only when `limits` are the ones it ran under."""
     result = Path(out_root) / submission.id / RESULT
     if not result.exists():
         return None
@@ -259,6 +319,8 @@ def previous_result(out_root: Path, submission: Submission, key: str) -> dict[st
     except ValueError:
         return None
     if row.get("key") != key:
+        return None
+    if limits is not None and row.get("status") in LIMIT_STATUSES and row.get("limits") != limits:
         return None
     return {**row, "skipped": True}
 

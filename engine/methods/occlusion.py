@@ -40,6 +40,14 @@ def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     return int(vals[0]), int(vals[1])
 
 
+def default_window(size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(window, stride) that scale with the input: a window of 1/6 of each side (at least 8 pixels) and
+    a stride of half the window, so a 48x48 face keeps 8 and 4 while a 224x224 photo gets 37 and 18:
+    about 12x12 window positions whatever the size, where a fixed 8x8 window would need 55x55."""
+    win = tuple(max(8, round(d / 6)) if d >= 8 else d for d in size)
+    return win, tuple(max(1, w // 2) for w in win)  # type: ignore[return-value]
+
+
 def window_starts(size: int, window: int, stride: int) -> np.ndarray:
     """Captum's window positions along one side: ceil((size - window) / stride) + 1 starts."""
     return np.arange(math.ceil((size - window) / stride) + 1) * stride
@@ -82,19 +90,23 @@ def occlusion(
     *,
     batch_size: int,
     seed: int,
-    window: int | Sequence[int] = 8,
-    stride: int | Sequence[int] = 4,
+    window: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     baseline: float | str | Sequence[float] = 0.0,
 ) -> Explanation:
     """Occlusion: the drop in the target score when a sliding window shows the baseline, averaged per pixel.
 
-    window/stride: int or (height, width); baseline: a pixel value 0..255 (0 = black), "mean" or "blur".
+    window/stride: int or (height, width); None: `default_window` of the input size (8 and 4 up to 48
+    pixels a side). baseline: a pixel value 0..255 (0 = black), "mean" or "blur".
     maps: signed, positive where hiding the pixel lowers the score. extras: `score_drops` (N, rows,
     cols), the drop for each window position.
     """
     spec = model.spec
-    win, step = _pair(window, "window"), _pair(stride, "stride")
     size = (spec.height, spec.width)
+    auto_window, auto_stride = default_window(size)
+    win = _pair(window, "window") if window is not None else auto_window
+    step = _pair(stride, "stride") if stride is not None else (auto_stride if window is None else
+                                                                tuple(max(1, w // 2) for w in win))
     for side, w, s, d in zip(("height", "width"), win, step, size):
         if w > d:
             raise BadInputError(f"window {win} is larger than the input ({d} pixels in {side})")

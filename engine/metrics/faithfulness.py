@@ -176,8 +176,13 @@ def deletion_insertion(
     batch_size: int = 256,
     random_reference: bool = True,
     seed: int = 0,
+    reference: FaithfulnessCurves | None = None,
 ) -> FaithfulnessCurves:
-    """Deletion and insertion curves of `explanation`'s maps on `model` (see the module docstring)."""
+    """Deletion and insertion curves of `explanation`'s maps on `model` (see the module docstring).
+
+    `reference`: curves of another explanation of the same images and targets (with the same steps,
+    baseline and seed) whose random-order curves are taken instead of being computed again: they do not
+    depend on the maps, so a report computes them once for all its methods."""
     steps = int(steps)
     if steps < 1:
         raise BadInputError(f"deletion/insertion needs steps >= 1, got {steps}")
@@ -194,10 +199,19 @@ def deletion_insertion(
     base = make_baseline(model.spec, x, kind, seed)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     rankings = [pixel_ranks(maps)]
-    if random_reference:
+    shared = None
+    if reference is not None and random_reference:
+        if (reference.baseline, len(reference.fractions), reference.random_deletion is None) != (kind, steps + 1, False) \
+                or reference.deletion.shape[0] != len(x):
+            raise BadInputError(f"the reference curves ({reference.baseline}, {len(reference.fractions) - 1} steps, "
+                                f"{reference.deletion.shape[0]} images) do not match these ({kind}, {steps} steps, "
+                                f"{len(x)} images)")
+        shared = (reference.random_deletion, reference.random_insertion)
+    elif random_reference:
         rankings.append(random_ranks(len(x), model.spec.height * model.spec.width, seed))
     curves = perturbation_curves(model, x, targets, rankings, base, fractions, batch_size=batch_size)
-    (deletion, insertion), (rnd_del, rnd_ins) = curves[0], (curves[1] if random_reference else (None, None))
+    deletion, insertion = curves[0]
+    rnd_del, rnd_ins = shared or (curves[1] if random_reference else (None, None))
     score = "probability" if model.output_kind == "probabilities" else "softmax(logits)"
     return FaithfulnessCurves(method=explanation.method, baseline=kind, fractions=fractions.astype(np.float32),
                               deletion=deletion, insertion=insertion, score=score,

@@ -61,8 +61,10 @@ MethodArg = Union[str, Callable[..., Union[Explanation, np.ndarray]]]
 class RandomisationResult:
     """Similarity of the maps after each cascading randomisation stage to the original maps.
 
-    `layers[k]` is the layer randomised at stage k (the k+1 top layers are random);
-    `spearman` and `ssim` are (L, N); `maps` (L+1, N, H, W): the original maps then each stage's.
+    `layers[k]` is the deepest layer randomised at computed stage k (it and every layer above it are
+    random; `extras["stages"]` says which of the `extras["layers_with_parameters"]` cascading stages were
+    computed, all of them unless `stages` was given); `spearman` and `ssim` are (L, N); `maps` (L+1, N, H, W):
+    the original maps then each computed stage's.
     """
 
     method: str
@@ -90,6 +92,7 @@ class RandomisationResult:
             "ssim": self.ssim.tolist(), "final_spearman": self.final_spearman,
             "final_ssim": float(self.ssim[-1].mean()) if len(self.layers) else None,
             "threshold": self.threshold, "flagged": self.flagged, "seconds": self.seconds,
+            **{k: self.extras[k] for k in ("stages", "layers_with_parameters") if k in self.extras},
         }
 
 
@@ -222,16 +225,33 @@ def top_down_layers(model: "Model", names: Sequence[str] | None = None) -> list[
     return [layer for layer in layers if layer.name in wanted or layer.onnx_node in wanted]
 
 
-def cascading_models(model: "Model", layers: Sequence[LayerInfo], seed: int) -> Iterator[tuple[str, "Model"]]:
-    """(layer name, Model with that layer and all above it randomised), top layer first."""
+def stage_indices(n_layers: int, stages: int | None) -> list[int]:
+    """Which of the `n_layers` cascading stages to compute maps at: all (None), or `stages` of them evenly
+    spread from the top layer to the last (full randomisation, the stage the flag reads, is always one)."""
+    if stages is None or stages >= n_layers:
+        return list(range(n_layers))
+    if stages < 1:
+        raise BadInputError(f"the randomisation check needs at least 1 stage, got {stages}")
+    if stages == 1:
+        return [n_layers - 1]
+    return sorted({int(round(v)) for v in np.linspace(0, n_layers - 1, stages)})
+
+
+def cascading_models(model: "Model", layers: Sequence[LayerInfo], seed: int,
+                     at: Sequence[int] | None = None) -> Iterator[tuple[str, "Model"]]:
+    """(layer name, Model with that layer and all above it randomised), top layer first; `at`: only the
+    stages with these indices (every layer above is still randomised, so the values do not depend on it)."""
     from ..model import Model
 
     proto = onnx.ModelProto()
     proto.CopyFrom(model.onnx)
     spec = model.spec
+    wanted = set(range(len(layers)) if at is None else at)
     with tempfile.TemporaryDirectory(prefix="onnxplain-random-") as tmp:
         for k, layer in enumerate(layers):
             randomise(proto, [layer], seed, first_index=k)
+            if k not in wanted:
+                continue
             path = Path(tmp) / f"stage{k}.onnx"
             onnx.save(proto, str(path))
             if model.sidecar:
@@ -268,12 +288,16 @@ def randomisation_check(
     batch_size: int | None = None,
     keep_maps: bool = True,
     threshold: float = FLAG_THRESHOLD,
+    stages: int | None = None,
+    original: np.ndarray | None = None,
     **params: Any,
 ) -> RandomisationResult:
     """Cascading model-parameter randomisation (see the module docstring) of `method` on these images.
 
     Targets are resolved once on the original model (None = its predicted classes) and kept for
-    every stage, as in Adebayo et al.
+    every stage, as in Adebayo et al. `stages`: compute the maps at that many stages only
+    (`stage_indices`; None: every layer); `original`: the maps of the unmodified model when the caller
+    already has them (same method, parameters, seed, images and targets), so they are not computed again.
     """
     start = time.perf_counter()
     spec = model.spec
@@ -282,19 +306,26 @@ def randomisation_check(
     chosen = top_down_layers(model, layers)
     if not chosen:
         raise BadInputError(f"{model.path.name} has no layers with parameters to randomise")
-    original = compute_maps(model, x, tgt, method, seed=seed, batch_size=batch_size, params=params)
-    stages = [original] if keep_maps else []
+    if original is None:
+        original = compute_maps(model, x, tgt, method, seed=seed, batch_size=batch_size, params=params)
+    elif np.shape(original) != (len(x), spec.height, spec.width):
+        raise BadInputError(f"original maps have shape {np.shape(original)}; expected ({len(x)}, {spec.height}, "
+                            f"{spec.width})")
+    original = np.asarray(original, np.float32)
+    at = stage_indices(len(chosen), stages)
+    stack = [original] if keep_maps else []
     rho, sim, names = [], [], []
-    for name, random_model in cascading_models(model, chosen, seed):
+    for name, random_model in cascading_models(model, chosen, seed, at):
         maps = compute_maps(random_model, x, tgt, method, seed=seed, batch_size=batch_size, params=params)
         rho.append(spearman(original, maps))
         sim.append(ssim(original, maps))
         names.append(name)
         if keep_maps:
-            stages.append(maps)
+            stack.append(maps)
         log.info("randomised down to %s: spearman %.3f, ssim %.3f", name, rho[-1].mean(), sim[-1].mean())
     label = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return RandomisationResult(
         method=label, layers=tuple(names), spearman=np.stack(rho), ssim=np.stack(sim), threshold=float(threshold),
-        maps=np.stack(stages).astype(np.float32) if keep_maps else None, seconds=time.perf_counter() - start,
+        maps=np.stack(stack).astype(np.float32) if keep_maps else None, seconds=time.perf_counter() - start,
+        extras={"stages": at, "layers_with_parameters": len(chosen)},
     )

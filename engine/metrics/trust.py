@@ -34,11 +34,12 @@ class TrustMetrics:
     randomisation: RandomisationResult | None = None
     randomisation_images: int = 0                      # how many of the N images the check used
     seconds: float = 0.0
+    curve_seconds: float = 0.0                         # of `seconds`, the deletion/insertion curves
 
     def record(self) -> dict[str, Any]:
         """JSON-ready summary (what `explain --metrics` adds)."""
         out: dict[str, Any] = {"method": self.method, "deletion_insertion": self.curves.record(),
-                               "seconds": self.seconds}
+                               "seconds": self.seconds, "curve_seconds": self.curve_seconds}
         if self.completeness_error is not None:
             out["completeness_error"] = self.completeness_error.tolist()
         if self.randomisation is not None:
@@ -58,14 +59,21 @@ def trust_metrics(
     layers: list[str] | None = None,
     seed: int = 0,
     keep_maps: bool = True,
+    stages: int | None = None,
+    reference: FaithfulnessCurves | None = None,
 ) -> TrustMetrics:
     """Faithfulness curves, IG completeness and (when `randomise`) the randomisation check of `explanation`.
 
     The randomisation check re-runs `explanation.method` with `explanation.params` (those the method
-    takes) and `seed`, on the first `randomisation_images` images (None: all of them).
+    takes) and `seed`, on the first `randomisation_images` images (None: all of them), at `stages`
+    cascading stages (None: one per layer with parameters). The maps of the unmodified model are the
+    explanation's own (the methods seed image i the same whatever the batch), not computed again.
+    `reference`: curves of another explanation of the same images whose random-order curves are reused.
     """
     start = time.perf_counter()
-    curves = deletion_insertion(model, explanation, steps=steps, baseline=baseline, batch_size=batch_size, seed=seed)
+    curves = deletion_insertion(model, explanation, steps=steps, baseline=baseline, batch_size=batch_size, seed=seed,
+                                reference=reference)
+    curve_seconds = time.perf_counter() - start
     error = explanation.extras.get("completeness_error")
     result = None
     n_rand = 0
@@ -75,12 +83,13 @@ def trust_metrics(
         n_rand = len(explanation) if randomisation_images is None else min(len(explanation), int(randomisation_images))
         result = randomisation_check(
             model, explanation.inputs[:n_rand], explanation.method, targets=explanation.targets[:n_rand],
-            seed=seed, layers=layers, preprocessed=True, keep_maps=keep_maps, threshold=FLAG_THRESHOLD, **params,
+            seed=seed, layers=layers, preprocessed=True, keep_maps=keep_maps, threshold=FLAG_THRESHOLD,
+            stages=stages, original=explanation.maps[:n_rand], **params,
         )
     seconds = time.perf_counter() - start
     log.info("trust metrics for %s on %d image(s) took %.3f s", explanation.method, len(explanation), seconds)
     return TrustMetrics(
         method=explanation.method, curves=curves,
         completeness_error=None if error is None else np.asarray(error, np.float32),
-        randomisation=result, randomisation_images=n_rand, seconds=seconds,
+        randomisation=result, randomisation_images=n_rand, seconds=seconds, curve_seconds=curve_seconds,
     )

@@ -321,3 +321,41 @@ def test_report_section_has_every_method_consistently(tiny_report) -> None:
     assert len(trust["ig"]["completeness_error"]) == len(first["insertion_auc"])
     page = tiny_report.read_text(encoding="utf-8")
     assert "Can these maps be trusted?" in page and "completeness error" in page
+
+
+def test_sampled_stages_are_the_same_stages_of_the_full_cascade(tiny_model: Model, faces: np.ndarray) -> None:
+    from onnxplain.engine.metrics.randomisation import stage_indices
+
+    full = randomisation_check(tiny_model, faces[:2], "saliency", seed=3, keep_maps=False)
+    at = stage_indices(len(full.layers), 2)
+    assert at == [0, len(full.layers) - 1]  # the top layer and full randomisation, which the flag reads
+    some = randomisation_check(tiny_model, faces[:2], "saliency", seed=3, keep_maps=False, stages=2)
+    assert some.layers == tuple(full.layers[i] for i in at) and some.extras["stages"] == at
+    np.testing.assert_allclose(some.spearman, full.spearman[at], atol=1e-6)
+    assert some.final_spearman == pytest.approx(full.final_spearman, abs=1e-6) and some.flagged == full.flagged
+    assert stage_indices(53, 6) == [0, 10, 21, 31, 42, 52] and stage_indices(4, 6) == [0, 1, 2, 3]
+
+
+def test_given_original_maps_are_not_computed_again(tiny_model: Model, faces: np.ndarray) -> None:
+    x = tiny_model.spec.to_model_input(list(faces[:2]))
+    expl = explain(tiny_model, x, "smoothgrad", preprocessed=True, seed=5, samples=8)
+    fresh = randomisation_check(tiny_model, x, "smoothgrad", targets=expl.targets, seed=5, preprocessed=True,
+                                samples=8, stages=2)
+    reused = randomisation_check(tiny_model, x, "smoothgrad", targets=expl.targets, seed=5, preprocessed=True,
+                                 samples=8, stages=2, original=expl.maps)
+    np.testing.assert_allclose(reused.maps[0], fresh.maps[0], rtol=1e-4, atol=1e-6)  # the same maps either way
+    np.testing.assert_allclose(reused.spearman, fresh.spearman, atol=1e-4)
+    with pytest.raises(BadInputError, match="original maps have shape"):
+        randomisation_check(tiny_model, x, "smoothgrad", preprocessed=True, original=expl.maps[:1])
+
+
+def test_random_order_curves_are_shared_between_methods(tiny_model: Model, images: np.ndarray) -> None:
+    a = explain(tiny_model, images[:3], "saliency")
+    b = explain(tiny_model, images[:3], "gradcam")
+    first = deletion_insertion(tiny_model, a, steps=8)
+    alone = deletion_insertion(tiny_model, b, steps=8)
+    shared = deletion_insertion(tiny_model, b, steps=8, reference=first)
+    np.testing.assert_allclose(shared.random_deletion, alone.random_deletion, atol=1e-6)
+    np.testing.assert_allclose(shared.insertion, alone.insertion, atol=1e-6)
+    with pytest.raises(BadInputError, match="reference curves"):
+        deletion_insertion(tiny_model, b, steps=4, reference=first)

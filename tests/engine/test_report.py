@@ -167,3 +167,56 @@ def test_bad_arguments_fail_before_any_work(tmp_path: Path, tiny_onnx, faces: np
     with pytest.raises(BadInputError, match="per-class"):
         build_report(model, ds, tmp_path / "c", per_class=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_sections_leave_the_others_out_and_the_page_says_what_each_cost(tmp_path: Path, tiny_onnx,
+                                                                        faces: np.ndarray) -> None:
+    model = Model(tiny_onnx(size=16, classes=4))
+    page = build_report(model, faces_dataset(faces), tmp_path, sections=["evaluation", "saliency", "filters"])
+    assert Page(page.read_text()).sections == ["summary", "evaluation", "saliency", "filters"]
+    numbers = json.loads((tmp_path / "report.json").read_text())
+    assert set(numbers["sections"]) == {"summary", "evaluation", "saliency", "filters"}
+    assert "<th>cost</th>" in page.read_text() and "figures and writing" in page.read_text()
+    with pytest.raises(BadInputError, match="unknown section 'trusty'.*choose from training, evaluation"):
+        build_report(model, faces_dataset(faces), tmp_path / "x", sections=["trusty"])
+
+
+def test_resolve_sections() -> None:
+    from onnxplain.engine.report import resolve_sections
+
+    every = ["saliency", "lime", "ig"]
+    assert resolve_sections(None, every)[0] == every
+    assert resolve_sections(["trust"], every) == (every, {"trust"})  # trust is about the maps: they run
+    assert resolve_sections(["lime", "filters"], every) == (["lime"], {"filters"})
+    assert resolve_sections(["evaluation"], every) == ([], {"evaluation"})
+
+
+def test_occlusion_and_ascent_defaults_scale_with_the_input() -> None:
+    from onnxplain.engine.features import ascent_steps
+    from onnxplain.engine.methods.occlusion import default_window, window_starts
+
+    assert default_window((48, 48)) == ((8, 8), (4, 4))  # the course's faces keep the old default
+    for side in (48, 96, 224, 299):
+        (w, _), (s, _) = default_window((side, side))
+        positions = len(window_starts(side, w, s))
+        assert 9 <= positions <= 13 and s <= w  # about as many windows at any size; every pixel covered
+    assert ascent_steps(48, 48) == 128 and ascent_steps(224, 224) == 37 and ascent_steps(2000, 2000) == 32
+
+
+def test_large_selections_show_a_sample_per_class_in_figures(tiny_onnx, faces: np.ndarray) -> None:
+    from onnxplain.engine.report import figure_rows
+
+    rows = [{"true": i % 7, "predicted": 0} for i in range(70)]
+    shown = figure_rows(rows)
+    assert len(shown) == 21 and sorted({rows[i]["true"] for i in shown}) == list(range(7))
+    assert all(sum(rows[i]["true"] == k for i in shown) == 3 for k in range(7))
+    assert figure_rows(rows[:20]) == list(range(20))
+    model = Model(tiny_onnx(size=16, classes=4))
+    expl = explain(model, list(faces[:5]), "lime", samples=50, segments="grid")
+    part = expl.take([4, 1])
+    np.testing.assert_array_equal(part.maps, expl.maps[[4, 1]])
+    np.testing.assert_array_equal(part.targets, expl.targets[[4, 1]])
+    for k, v in expl.extras.items():
+        if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 5:
+            np.testing.assert_array_equal(part.extras[k], v[[4, 1]])
+    assert figure_rows(rows[:20], per_class=1) == list(range(7))
