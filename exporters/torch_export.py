@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -111,15 +112,20 @@ def _input_shape(src: Path, module: Any, options: ExportOptions, layout: str,
 
 
 UNCOMMON_SIZES = range(16, 321)
+UNCOMMON_BUDGET_S = 30.0  # a large model that fails every size must not use up the export's time limit
 
 
 def _uncommon_size(module: Any, layout: str, channels: list[int]) -> tuple[int, int, list[int]] | None:
     """(channels, size, the run of sizes that work) for a model that takes none of the usual sizes. Its
     flatten fixes the size up to pooling's rounding, so the sizes that work form one run (120-127 for three
     2x2 pools): the first run found, and in it the size divisible by the highest power of two."""
+    deadline = time.monotonic() + UNCOMMON_BUDGET_S
     for c in channels:
         run: list[int] = []
         for size in UNCOMMON_SIZES:
+            if time.monotonic() > deadline and not run:
+                log.info("gave up probing sizes after %.0f s at %d px", UNCOMMON_BUDGET_S, size)
+                return None
             if _runs(module, _shape(layout, c, size, size)):
                 run.append(size)
             elif run:
