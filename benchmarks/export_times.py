@@ -5,7 +5,7 @@
 One ExportWorker is started (its start-up, TensorFlow and torch imports included, is timed once and
 reported apart); then each model is exported `--repeats` times after one warm-up export, into a
 temporary folder, through `onnxplain.exporters.export` (the parent's view: request, conversion,
-parity check, atomic writes). Timing goes through `onnxplain.engine.benchmark.time_call`.
+parity check, atomic writes). Timing goes through `onnxplain.benchmarks.timing.time_call`.
 Prints a markdown table; with `--out`, also writes `export_times.md` and `export_times.json` there.
 """
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Any, Sequence
 
 import psutil
 
-from benchmarks.run import zoo_file
-from onnxplain.engine.benchmark import time_call
+from onnxplain.benchmarks.timing import time_call
 from onnxplain.engine.sidecar import write_json_atomic, write_text_atomic
 from onnxplain.exporters import ExportWorker, export
+
+from .run import zoo_file
 
 DEFAULT_MODELS = "k01,k02,k03,k04,k05,t04,t06,o01,o02,o03"
 TARGET_S = 5.0  # per homework-size Keras model, warm worker

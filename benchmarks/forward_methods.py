@@ -6,7 +6,7 @@ each method's floor (the same number of forward passes through onnxruntime at it
 Models: o01 (tf2onnx, NHWC 48x48x1) as it is, and k01 (Keras 2.0.5 mini-Xception) exported through
 `onnxplain.exporters.ensure_onnx` with the preprocessing the zoo's MANIFEST gives. Image: one face
 cropped from oarriaga_12_angry_men.jpg (inside its annotation box), resized to the model's input.
-Rows (through `onnxplain.engine.benchmark`, the one timing harness; medians over repeats):
+Rows (through `onnxplain.benchmarks`, the one timing harness; medians over repeats):
 our LIME (1000 samples, SLIC) vs the lime package (1000 samples, the same superpixels, its best of
 batch_size 10 and 1000); our occlusion (8x8 window, stride 4, black) vs `captum.attr.Occlusion`
 (perturbations_per_eval=256) on the plain onnx2torch module of the same file. Writes
@@ -21,10 +21,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from benchmarks.run import SHARED, add_common_arguments, bench_models, config_from, guarded, write_results
 from onnxplain.engine import Model, explain
-from onnxplain.engine.benchmark import BenchReport, markdown
+from onnxplain.benchmarks.output import markdown
+from onnxplain.benchmarks.results import BenchReport
 from onnxplain.engine.errors import OnnxplainError
+
+from .run import SHARED, add_common_arguments, bench_models, config_from, guarded, write_results
 
 PHOTO = "oarriaga_12_angry_men.jpg"
 FACE_BOX = (146, 272, 447, 573)  # rows, columns: the face in the middle, inside its red annotation box

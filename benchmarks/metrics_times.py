@@ -7,7 +7,7 @@ For each model (a zoo key, a path, or `tiny`: the tests' seeded TinyCNN, 16x16 g
 each method (its default parameters, as the report runs it), on real faces: the method itself (`explain`), the deletion/insertion curves
 (32 steps, black baseline, with the random-ranking reference: 4 x 33 rows per image on
 onnxruntime) and the cascading randomisation check (every layer with parameters, one randomised
-ONNX model and one run of the method per layer). Timed through `engine.benchmark.time_call`
+ONNX model and one run of the method per layer). Timed through `onnxplain.benchmarks.timing.time_call`
 (median of the timed runs after one warm-up; the randomisation check builds fresh models every run,
 so it gets no warm-up). Prints a markdown table.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from onnxplain.engine import Model, explain, method_names
-from onnxplain.engine.benchmark import device_sync, time_call
+from onnxplain.benchmarks.timing import device_sync, time_call
 from onnxplain.engine.metrics import deletion_insertion, randomisation_check
 from onnxplain.engine.metrics.randomisation import top_down_layers
 

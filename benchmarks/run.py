@@ -8,7 +8,7 @@ occlusion and LIME, ours vs Captum / the lime package on 1 and 16 real faces, th
 floors on onnxruntime and on the torch module, the targets of issues 7-9. Writes
 `<out>/<device>.json` (one document) and `<out>/<device>.md` (the tables); with `--profile-missed`,
 a cProfile of onnxplain's call for every row that misses a target, in `<out>/profiles/`.
-All timing goes through `onnxplain.engine.benchmark`, the one harness; `forward_methods.py` and
+All timing goes through `onnxplain.benchmarks`, the one harness; `forward_methods.py` and
 `gradient_methods.py` are this run restricted to a few methods, and share its pieces below.
 """
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from onnxplain.engine import Model
-from onnxplain.engine.benchmark import (
-    BenchConfig, BenchReport, markdown, ours_call, parse_int_list, parse_methods, profile_call, report_document,
-    run_benchmark,
-)
+from onnxplain.benchmarks.output import markdown, report_document
+from onnxplain.benchmarks.results import BenchReport
+from onnxplain.benchmarks.runner import BenchConfig, ours_call, parse_int_list, parse_methods, run_benchmark
+from onnxplain.benchmarks.timing import profile_call
 from onnxplain.engine.errors import OnnxplainError
 from onnxplain.engine.sidecar import write_json_atomic, write_text_atomic
 
@@ -89,8 +89,9 @@ def add_common_arguments(ap: argparse.ArgumentParser, *, models: str = DEFAULT_M
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--cache", type=Path, default=None, help="export cache (default: $ONNXPLAIN_CACHE or ~/.cache)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="intra-op threads of torch and onnxruntime, both sides (default: their own, the core count); "
-                         "1 keeps a 2-core box shared with other jobs from oversubscribing, so ratios repeat")
+                    help="pin torch's and onnxruntime's intra-op threads to N, both sides (default: not pinned, their "
+                         "own defaults, as `explain` runs; every table says which); 1 keeps a 2-core box shared with "
+                         "other jobs from oversubscribing, so ratios repeat")
 
 
 def bench_models(args: argparse.Namespace, images: Any, config: BenchConfig,

@@ -8,7 +8,7 @@ Models: zoo o01 (tf2onnx, NHWC 48x48x1), o03 (PyTorch, NCHW 1x28x28) and a tf2on
 it: `tf_keras.models.load_model` + `tf2onnx.convert.from_keras(opset=17, input_signature=(None,48,48,1))`.
 "plain" is `onnx2torch.convert(model)` on the file as it is (what Captum is compared on); "optimised"
 is `engine.torch_bridge.to_torch(model)`. Each row checks the modules' outputs against onnxruntime
-first. Timings go through `onnxplain.engine.benchmark.time_call`; the table gives the best of the
+first. Timings go through `onnxplain.benchmarks.timing.time_call`; the table gives the best of the
 repeats (on a shared machine the slower runs measure the other tenants); prints a markdown table.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from benchmarks.run import zoo_file
+from .run import zoo_file
 
 K01_SIGNATURE = (None, 48, 48, 1)
 
@@ -67,7 +67,7 @@ def bench_model(key: str, path: Path, batches: Sequence[int], device: str, repea
     import torch
 
     from onnxplain.engine import Model
-    from onnxplain.engine.benchmark import device_sync, time_call
+    from onnxplain.benchmarks.timing import device_sync, time_call
     from onnxplain.engine.torch_bridge import to_torch
 
     model = Model(path, device=device, threads=threads or None)

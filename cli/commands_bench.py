@@ -1,6 +1,6 @@
 """`onnxplain bench MODEL`: latency, throughput and peak memory of the methods on one model, with
-Captum and the lime package side by side (`--compare`), through the engine's one timing harness
-(`onnxplain.engine.benchmark`)."""
+Captum and the lime package side by side (`--compare`), through the one timing harness
+(`onnxplain.benchmarks`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,25 +11,24 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from onnxplain.engine.benchmark import (
-    METHODS, BenchConfig, BenchReport, backend_rows, markdown_notes, parse_int_list, parse_methods, run_benchmark,
-    table_rows, throughput_rows,
-)
+from onnxplain.benchmarks.output import backend_rows, markdown_notes, table_rows, threads_text, throughput_rows
+from onnxplain.benchmarks.results import BenchReport
+from onnxplain.benchmarks.runner import BenchConfig, benchmarked_methods, parse_int_list, parse_methods, run_benchmark
 
 from .loading import model_options, open_model
-from .options import JsonOpt, ModelArg, QuietOpt, SeedOpt
+from .options import JsonOpt, ModelArg, QuietOpt, RegistryHelpOption, SeedOpt
 from .output import command_output
 
-MethodsOpt = Annotated[Optional[str], typer.Option(
-    "--methods", help=f"Comma-separated methods to time (default: all of {','.join(METHODS)}).",
+MethodsOpt = Annotated[Optional[str], RegistryHelpOption(
+    "--methods", make_help=lambda: f"Comma-separated methods to time (default: all of {','.join(benchmarked_methods())}).",
     show_default=False)]
 BatchSizesOpt = Annotated[str, typer.Option(
     "--batch-sizes", help="Images per call, comma-separated: each method is timed on each count.")]
 RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per measurement (median and IQR).")]
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before the timed ones.")]
 CompareOpt = Annotated[bool, typer.Option(
-    "--compare", help="Also time the references: Captum on the plain onnx2torch module, the lime package "
-                      "(test extras: pip install 'onnxplain[test]').")]
+    "--compare", help="Also time the references: Captum on the plain onnx2torch module (and on onnxplain's own "
+                      "module), the lime package (test extras: pip install 'onnxplain[test]').")]
 FloorsOpt = Annotated[bool, typer.Option(
     "--floors/--no-floors", help="Forward throughput per backend and each forward-only method's floor.")]
 
@@ -73,15 +72,17 @@ def _table(title: str, head: list[str], rows: list[list[str]]) -> Table:
 
 
 def print_report(console: Console, report: BenchReport) -> None:
-    title = escape(f"{report.model} on {report.device}: {report.device_name}")
+    title = escape(f"{report.model} on {report.device}: {report.device_name}; {threads_text(report)}")
     console.print(_table(title, *table_rows(report, compact=True)))
     if report.throughput:
-        console.print(_table("Forward throughput (images/s) by batch size", *throughput_rows(report)))
+        console.print(_table(f"Forward throughput (images/s) by batch size; {threads_text(report)}",
+                             *throughput_rows(report)))
     head, rows = backend_rows(report)
     if rows:
-        console.print(_table("Forward-only methods by backend (ratio: to that backend's floor)", head, rows))
+        console.print(_table(f"Forward-only methods by backend (ratio: to that backend's floor); {threads_text(report)}",
+                             head, rows))
     refs = sorted({r.reference_name for r in report.rows if r.reference_name})
     if refs:
         console.print(f"References: {'; '.join(refs)}.", markup=False, highlight=False)
-    for note in markdown_notes(report):
+    for note in [*markdown_notes(report), *(f"Not measured: {n}." for n in report.notes)]:
         console.print(note, markup=False, highlight=False)

@@ -16,7 +16,7 @@ from onnxplain.engine.errors import BadInputError
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model
 from .options import (
     METHOD_PANEL, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, ModelArg, OptionalDataOpt, OutOpt, QuietOpt,
-    SamplesOpt, SeedOpt, Segments, TargetOutputOpt,
+    RegistryHelpOption, SamplesOpt, SeedOpt, Segments, TargetOutputOpt, method_help,
 )
 from .output import CommandOutput, command_output, default_out, save_json, save_npy, say, unique_names
 
@@ -42,8 +42,7 @@ def explain_command(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="Images (PNG/JPG), .npy/.npz arrays, or dataset rows DATA:ROWS such as train.csv:0,299,5.",
         show_default=False)] = None,
-    method: Annotated[str, typer.Option(
-        "--method", "-m", help="saliency, smoothgrad, ig, gradcam, lime or occlusion.")] = "saliency",
+    method: Annotated[str, RegistryHelpOption("--method", "-m", make_help=method_help)] = "saliency",
     target: Annotated[str, typer.Option(
         "--target", help="pred (the predicted class), true (the dataset's label, with --data), a class index "
                          "or a class name.")] = "pred",
@@ -82,7 +81,7 @@ def explain_command(
     *,
     model_opts: ModelOptions,
 ) -> None:
-    """Explain images with one method (saliency, smoothgrad, ig, gradcam, lime, occlusion).
+    """Explain images with one attribution method (--method).
 
     Per image: a PNG (image, map, overlay), the raw map (.npy) and a JSON record; grid.png for
     several images; explanation.json for the whole call."""

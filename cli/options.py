@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
+from typer.models import OptionInfo
 
 from onnxplain.engine.errors import BadInputError
 from onnxplain.engine.segmentation import SEGMENTERS
@@ -34,6 +35,31 @@ class Layout(str, Enum):
 
 # LIME's segmentation algorithms, from the engine's own list.
 Segments = Enum("Segments", {name: name for name in SEGMENTERS}, type=str)  # type: ignore[misc]
+
+
+class RegistryHelpOption(OptionInfo):
+    """An option whose help text is written from the method registry each time the command is built (each
+    run), not once at import: a method registered later (a plugin, a test's toy) is listed too."""
+
+    def __init__(self, name: str, *param_decls: str, make_help: Callable[[], str], **kwargs: Any) -> None:
+        self._make_help = make_help
+        # As `typer.Option("--name", ...)` inside Annotated: the first string is the option's name.
+        super().__init__(default=name, param_decls=param_decls, **kwargs)
+
+    @property  # type: ignore[override]
+    def help(self) -> str:
+        return self._make_help()
+
+    @help.setter
+    def help(self, value: object) -> None:
+        """OptionInfo's constructor sets a static help; `make_help` replaces it."""
+
+
+def method_help() -> str:
+    """The registered methods, in the registry's order."""
+    from onnxplain.engine.registry import method_infos
+
+    return "One of: " + ", ".join(i.name for i in method_infos()) + "."
 
 
 # ------------------------------------------------------------------------------------ arguments

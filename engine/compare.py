@@ -19,11 +19,11 @@ import numpy as np
 
 from .errors import BadInputError, OnnxplainError
 from .explanation import library_versions
-from .registry import explain
+from .registry import explain, get_method
 from .render import figures
 from .render.compare import render_activation_rows, render_model_rows
 from .render.html import Section, render_report_html
-from .report import METHOD_TEXT, _resolve_methods, middle_conv_layer, summary_tables
+from .report import _resolve_methods, middle_conv_layer, summary_tables
 from .sidecar import write_json_atomic
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def _training_section(names: list[str], histories: Sequence[Any], img: Path, out
 def _method_section(method: str, names: list[str], models: Sequence["Model"], datasets: Sequence["Dataset"],
                     picked: np.ndarray, ids: list[str], display: np.ndarray, seed: int, img: Path,
                     out: Path) -> tuple[Section, dict[str, Any]]:
-    title = METHOD_TEXT.get(method, (method,))[0]
+    title = get_method(method).title
     s = Section(method, f"{title}, every model on the same images", params={"seed": seed})
     rows, record, failed = [], {}, []
     for name, model, ds in zip(names, models, datasets):

@@ -9,7 +9,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
@@ -18,21 +18,39 @@ from .errors import BadInputError
 
 if TYPE_CHECKING:
     from .explanation import Explanation
+    from .input_spec import InputSpec
     from .model import Model
 
 log = logging.getLogger(__name__)
 
 MethodFn = Callable[..., "Explanation"]
 Backend = Literal["onnxruntime", "torch"]
+# How many forward passes one image costs a forward-only method with these parameters (its benchmark floor).
+ForwardPasses = Callable[[dict[str, Any], "InputSpec"], int]
 
 
 @dataclass(frozen=True)
 class MethodInfo:
+    """Everything onnxplain knows about a method, in one place: the CLI's `--method`, the report, the
+    figures and the benchmarks all read it here, so adding a method is one file (plus its test).
+
+    `reference` is what the benchmarks time the method against: the name of an adapter in
+    `onnxplain.benchmarks.references` (resolved there, lazily, so the engine never imports captum or
+    lime), or an adapter callable itself; None: no reference.
+    """
+
     name: str
     fn: MethodFn
     backend: Backend
     default_batch_size: int
     summary: str
+    title: str = ""
+    text: str = ""              # the report's paragraph about the method
+    signed: bool = False        # maps carry a sign by definition (drawn on a diverging colour map)
+    report_params: dict[str, Any] = field(default_factory=dict)  # what report and grade pass unless told
+    bench_params: dict[str, Any] = field(default_factory=dict)   # what the benchmarks time
+    reference: str | Callable[..., Any] | None = None
+    forward_passes: ForwardPasses | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -45,15 +63,43 @@ class MethodInfo:
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register(name: str, *, backend: Backend, default_batch_size: int = 64) -> Callable[[MethodFn], MethodFn]:
+def register(
+    name: str,
+    *,
+    backend: Backend,
+    default_batch_size: int = 64,
+    title: str | None = None,
+    text: str | None = None,
+    signed: bool = False,
+    report_params: dict[str, Any] | None = None,
+    bench_params: dict[str, Any] | None = None,
+    reference: str | Callable[..., Any] | None = None,
+    forward_passes: ForwardPasses | None = None,
+) -> Callable[[MethodFn], MethodFn]:
+    """Register `fn` as method `name` with its facts (see MethodInfo); a name registers once.
+
+    `title` defaults to the name and `text` to the first line of the function's docstring."""
+    if backend not in ("onnxruntime", "torch"):
+        raise ValueError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
+
     def deco(fn: MethodFn) -> MethodFn:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
         summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
-        _REGISTRY[name] = MethodInfo(name, fn, backend, default_batch_size, summary)
+        _REGISTRY[name] = MethodInfo(name, fn, backend, default_batch_size, summary, title or name, text or summary,
+                                     signed, dict(report_params or {}), dict(bench_params or {}), reference,
+                                     forward_passes)
         return fn
 
     return deco
+
+
+def unregister(name: str) -> MethodInfo:
+    """Remove a method (a test that registered a toy one puts the registry back as it was)."""
+    _ensure_loaded()
+    info = get_method(name)
+    del _REGISTRY[name]
+    return info
 
 
 def _ensure_loaded() -> None:
@@ -65,12 +111,26 @@ def method_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def method_infos() -> list[MethodInfo]:
+    """Every method in registration order: the order `engine.methods` imports them in (the report's order),
+    then any registered later."""
+    _ensure_loaded()
+    return list(_REGISTRY.values())
+
+
 def get_method(name: str) -> MethodInfo:
     _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise BadInputError(f"unknown method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def is_signed_method(name: str) -> bool:
+    """Whether a method's maps carry a sign by definition (False for a name that is not a method)."""
+    _ensure_loaded()
+    info = _REGISTRY.get(name)
+    return info is not None and info.signed
 
 
 def resolve_targets(model: "Model", x: np.ndarray, targets: Any) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import BadInputError, OnnxplainError
 from .explanation import library_versions
-from .registry import explain, get_method, method_names
+from .registry import explain, get_method, method_infos, method_names
 from .render import figures
 from .preprocessing_check import nums
 from .render.html import Section, render_report_html, summary_table
@@ -39,42 +39,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, "float | None"], None]
 
-# The order the page shows them in; methods registered later (not listed here) follow alphabetically.
-DEFAULT_METHODS = ("saliency", "smoothgrad", "lime", "ig", "occlusion", "gradcam")
 FILTERS_SHOWN = 32
-# What report and grade run unless told otherwise: LIME in rounds until its top-5 is as stable as the lime
-# package's at 1,000 samples, with 22-53% fewer forwards (benchmarks/results/lime_stability.md).
-REPORT_DEFAULTS: dict[str, dict[str, Any]] = {"lime": {"samples": "auto"}}
-
-METHOD_TEXT = {
-    "saliency": ("Saliency maps",
-                 "The gradient of the predicted class's score with respect to the input pixels (largest "
-                 "|gradient| over the channels), for one image of each class. Bright pixels are those whose "
-                 "change moves the score most. The last column uses the map as a mask over the image, as some "
-                 "reports do."),
-    "smoothgrad": ("SmoothGrad",
-                   "Saliency averaged over noisy copies of each image: less speckle, the same question."),
-    "lime": ("LIME",
-             "LIME splits each image into superpixels, hides random subsets of them, and fits a weighted linear "
-             "model to the network's outputs. Red superpixels push the predicted class up, blue ones push it down, "
-             "in the map, the overlay and the last column (which marks the top ones). \"Top-k stable at\" is the "
-             "probability that the k superpixels of largest weight, with their signs, come out the same on another "
-             "draw of the perturbations. Reports draw them in rounds (samples=auto) until another draw's top "
-             "set is expected to overlap this one's by 87% (Jaccard), as much as the lime package's 1,000 samples "
-             "give, at most 5,000 samples. The table relates each class to the confusion matrix: how often the model gets the class "
-             "right (recall) and what it mistakes it for."),
-    "ig": ("Integrated gradients",
-           "Gradients averaged along the straight path from a baseline to the image, multiplied by "
-           "(image - baseline). Signed: red raises the score, blue lowers it. The attributions should add up to "
-           "f(image) - f(baseline); the completeness error says how far they are from it."),
-    "occlusion": ("Occlusion",
-                  "A window slides over the image and hides what is under it; each pixel gets the average drop of "
-                  "the score over the windows that cover it. Red: hiding it lowers the score (the model needs it)."),
-    "gradcam": ("Grad-CAM",
-                "The last conv layer's feature maps weighted by the mean gradient of the score, rectified and "
-                "upsampled to the input: where in the image the evidence for the class lies, at that layer's "
-                "resolution."),
-}
 
 
 @dataclass
@@ -120,12 +85,12 @@ def build_report(
     """Write the report for `model` on `dataset` into `out_dir`; returns the path of `report.html`.
 
     per_class: images per class (the same images for every method, chosen with `seed`);
-    methods: which attribution methods (default: all, in DEFAULT_METHODS order); layer: the conv layer
+    methods: which attribution methods (default: all, in the registry's order); layer: the conv layer
     for filters, activation maps and deep dream (default: the middle conv layer); training: an
     optional record of how the model was trained (`history`: per-epoch loss/accuracy) to plot;
     features: include filters, activation maps and deep dream (grading leaves them out for speed);
     picked: the dataset indices to explain (grading passes the same ones for every student);
-    method_params: per-method parameters, e.g. {"lime": {"samples": 500}}, over REPORT_DEFAULTS;
+    method_params: per-method parameters, e.g. {"lime": {"samples": 500}}, over each method's `report_params` (registry);
     trust: include "Can these maps be trusted?" (deletion/insertion curves and the randomisation check of
     every method, which runs each method again at TRUST_STAGES stages on a few images);
     sections: only these sections (ids of SECTIONS, "methods" for every chosen method; None: all). The
@@ -177,7 +142,7 @@ def build_report(
     explanations: dict[str, Explanation] = {}
     for name in chosen_methods:
         tick(f"{name} on {len(images)} images")
-        params = {**REPORT_DEFAULTS.get(name, {}), **(method_params or {}).get(name, {})}
+        params = {**get_method(name).report_params, **(method_params or {}).get(name, {})}
         expl = _method_section(run, model, name, images, rows, evaluation, seed, params)
         if expl is not None:
             explanations[name] = expl
@@ -241,7 +206,7 @@ def resolve_sections(sections: Sequence[str] | None, methods: list[str]) -> tupl
 def _resolve_methods(methods: Sequence[str] | None) -> list[str]:
     known = method_names()
     if methods is None:
-        return [m for m in DEFAULT_METHODS if m in known] + sorted(set(known) - set(DEFAULT_METHODS))
+        return [info.name for info in method_infos()]
     chosen = []
     for name in methods:
         get_method(name)  # unknown names raise, listing the known ones
@@ -456,7 +421,7 @@ def _evaluation_section(run: _Run, ev: "Evaluation") -> None:
 
 def _method_section(run: _Run, model: "Model", name: str, images: np.ndarray, rows: list[dict[str, Any]],
                     ev: "Evaluation | None", seed: int, params: dict[str, Any] | None = None) -> "Explanation | None":
-    title, text = METHOD_TEXT.get(name, (name, get_method(name).summary))
+    title, text = get_method(name).title, get_method(name).text
     s = Section(name, title, params=dict(get_method(name).params))
     s.text(text)
     expl = _attempt(run, s, f"{name} could not run on this model", explain, model, list(images), name, seed=seed,
@@ -568,7 +533,7 @@ def _trust_section(run: _Run, model: "Model", expls: list["Explanation"], rows: 
              "Spearman / SSIM, every layer random", "randomisation check", "seconds: curves / randomisation"],
             table, numeric=[1, 2, 3, 4, 6])
     for name, (expl, tm) in results.items():
-        title = METHOD_TEXT.get(name, (name,))[0]
+        title = get_method(name).title
         s.heading(title)
         s.figure(render_curves(tm.curves, run.figure(f"trust_{name}_curves")), f"{title}: deletion and insertion "
                  "curves of every image (thin), their mean (thick) and a random pixel order (dashed).", relative_to=run.out)

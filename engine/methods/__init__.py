@@ -1,3 +1,5 @@
-"""Every method, imported explicitly so that each registers itself once (no `import *`)."""
-from . import gradcam, ig, saliency, smoothgrad  # noqa: F401  (gradient methods, on the torch module)
-from . import lime, occlusion  # noqa: F401  (forward-only methods, on onnxruntime)
+"""Every method, imported explicitly so that each registers itself once (no `import *`).
+
+The import order is the registration order, which is the order the report shows the methods in.
+"""
+from . import saliency, smoothgrad, lime, ig, occlusion, gradcam  # noqa: F401

@@ -36,7 +36,12 @@ def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor, targets: tor
     return torch.relu((weights * act.detach()).sum(dim=1)), scores.detach()
 
 
-@register("gradcam", backend="torch", default_batch_size=64)
+TEXT = ("The last conv layer's feature maps weighted by the mean gradient of the score, rectified and upsampled to "
+        "the input: where in the image the evidence for the class lies, at that layer's resolution.")
+
+
+@register("gradcam", backend="torch", default_batch_size=64, title="Grad-CAM", text=TEXT,
+          reference="captum LayerGradCam")
 def gradcam(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
             layer: str | None = None, target_output: str = "logit") -> Explanation:
     """Grad-CAM on a conv layer (default: the last one), upsampled to the input size."""

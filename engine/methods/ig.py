@@ -108,7 +108,13 @@ def make_baseline(spec: InputSpec, x: np.ndarray, kind: str, seed: int) -> np.nd
     raise BadInputError(f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
 
 
-@register("ig", backend="torch", default_batch_size=128)
+TEXT = ("Gradients averaged along the straight path from a baseline to the image, multiplied by (image - baseline). "
+        "Signed: red raises the score, blue lowers it. The attributions should add up to f(image) - f(baseline); "
+        "the completeness error says how far they are from it.")
+
+
+@register("ig", backend="torch", default_batch_size=128, title="Integrated gradients", text=TEXT, signed=True,
+          bench_params={"steps": 50}, reference="captum IntegratedGradients")
 def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
                          steps: int = 50, baseline: str = "black", integration: str = "gausslegendre",
                          tolerance: float | None = None, max_steps: int = 1024,

@@ -82,7 +82,19 @@ def baseline_images(model: "Model", x: np.ndarray, baseline: float | str | Seque
     return np.ascontiguousarray(np.broadcast_to(const, x.shape))
 
 
-@register("occlusion", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE)
+TEXT = ("A window slides over the image and hides what is under it; each pixel gets the average drop of the score "
+        "over the windows that cover it. Red: hiding it lowers the score (the model needs it).")
+
+
+def forward_passes(params: dict[str, Any], spec: Any) -> int:
+    """Captum's window positions plus the unoccluded image, per image: the benchmarks' floor."""
+    (wh, ww), (sh, sw) = _pair(params.get("window", 8), "window"), _pair(params.get("stride", 4), "stride")
+    return len(window_starts(spec.height, wh, sh)) * len(window_starts(spec.width, ww, sw)) + 1
+
+
+@register("occlusion", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE, title="Occlusion", text=TEXT,
+          signed=True, bench_params={"window": 8, "stride": 4}, reference="captum Occlusion",
+          forward_passes=forward_passes)
 def occlusion(
     model: "Model",
     x: np.ndarray,

@@ -31,7 +31,13 @@ def saliency_mask(model: Model, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
     return (model.spec.to_display(x) * weights[..., None]).astype(np.float32)
 
 
-@register("saliency", backend="torch", default_batch_size=128)
+TEXT = ("The gradient of the predicted class's score with respect to the input pixels (largest |gradient| over the "
+        "channels), for one image of each class. Bright pixels are those whose change moves the score most. The last "
+        "column uses the map as a mask over the image, as some reports do.")
+
+
+@register("saliency", backend="torch", default_batch_size=128, title="Saliency maps", text=TEXT,
+          reference="captum Saliency")
 def saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
              signed: bool = False, target_output: str = "logit") -> Explanation:
     """Gradient of the target score w.r.t. the input; map = max |gradient| over channels."""

@@ -40,7 +40,9 @@ def image_noise(shape: tuple[int, ...], samples: int, seed: int, index: int) -> 
     return np.random.default_rng([seed, index]).standard_normal((samples, *shape), dtype=np.float32)
 
 
-@register("smoothgrad", backend="torch", default_batch_size=128)
+@register("smoothgrad", backend="torch", default_batch_size=128, title="SmoothGrad",
+          text="Saliency averaged over noisy copies of each image: less speckle, the same question.",
+          bench_params={"samples": 25, "sigma": 0.15}, reference="captum NoiseTunnel(Saliency)")
 def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
                samples: int = 25, sigma: float = 0.15, signed: bool = False,
                target_output: str = "logit") -> Explanation:

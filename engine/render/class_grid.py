@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
-from .figures import DPI, SIGNED_METHODS, _FONT, overlay, save_figure
+from ..registry import is_signed_method
+from .figures import DPI, _FONT, overlay, save_figure
 
 CELL_IN = 1.1
 LABEL_IN = 1.6
@@ -24,7 +25,7 @@ def render_class_grid(images: np.ndarray, maps: Mapping[str, np.ndarray], method
         images = images[..., None]
     m = images.shape[0]
     rows = list(maps.items())
-    signed = method in SIGNED_METHODS or any(bool((v < 0).any()) for _, v in rows)
+    signed = is_signed_method(method) or any(bool((v < 0).any()) for _, v in rows)
     n_rows = len(rows) + 1
     width, height = LABEL_IN + CELL_IN * m, 0.45 + CELL_IN * n_rows
     fig = Figure(figsize=(width, height), dpi=DPI)

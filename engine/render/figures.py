@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ..registry import is_signed_method
 from ..sidecar import atomic_path
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ SIGNED_CMAP = "RdBu_r"
 POSITIVE_CMAP = "inferno"
 ACTIVATION_CMAP = "viridis"
 CONFUSION_CMAP = "Blues"
-# Methods whose maps carry a sign by definition; any map with a negative value is drawn signed too.
-SIGNED_METHODS = frozenset({"ig", "lime", "occlusion"})
 OVERLAY_ALPHA = 0.7
 LIME_TINT = 0.8  # the top superpixels take the signed map's colour at 80% of its scale: a clear red or blue
 TITLE_BAND = 0.45  # inches above the cells for the figure title
@@ -343,7 +342,8 @@ def display_images(explanation: "Explanation", *, spec: "InputSpec | None" = Non
 
 
 def is_signed(explanation: "Explanation") -> bool:
-    return explanation.method in SIGNED_METHODS or bool((explanation.maps < 0).any())
+    """Signed by definition (the registry's `signed`), or any map with a negative value."""
+    return is_signed_method(explanation.method) or bool((explanation.maps < 0).any())
 
 
 def explanation_panels(explanation: "Explanation") -> list[str]:

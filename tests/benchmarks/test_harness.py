@@ -15,12 +15,16 @@ import numpy as np
 import pytest
 
 from onnxplain.engine import Model, explain
-from onnxplain.engine.benchmark import (
-    FORWARD_METHODS, TARGETS, BenchConfig, BenchRow, GpuPeak, HostPeak, Measurement, Memory, References, Throughput,
-    Timing, TorchBackendModel, check_references, device_sync, forward_passes, forward_throughput, map_agreement,
-    markdown, measure_calls, measure_memory, paired_ratios, parse_int_list, parse_methods, profile_call, report_document,
-    run_benchmark, synthetic_images, time_call, time_calls,
+from onnxplain.benchmarks.floors import TorchBackendModel, forward_passes, forward_throughput
+from onnxplain.benchmarks.memory import GpuPeak, HostPeak, Measurement, Memory, measure_calls, measure_memory
+from onnxplain.benchmarks.output import markdown, report_document
+from onnxplain.benchmarks.references import References, check_references, map_agreement
+from onnxplain.benchmarks.results import BenchRow, Throughput
+from onnxplain.benchmarks.runner import (
+    BenchConfig, environment, is_forward, parse_int_list, parse_methods, run_benchmark, synthetic_images,
 )
+from onnxplain.benchmarks.targets import TARGETS
+from onnxplain.benchmarks.timing import Timing, device_sync, paired_ratios, profile_call, time_call, time_calls
 from onnxplain.engine.errors import BadInputError
 
 
@@ -340,7 +344,7 @@ def test_forward_passes_counts_what_the_method_runs(tiny: Model, method: str, pa
     explain(counting, x, method, targets=[0, 1, 2], preprocessed=True, **params)  # type: ignore[arg-type]
     # explain and make_explanation may add one scoring pass per image on top of the method's own
     assert forward_passes(method, params, tiny) * 3 <= counting.rows <= (forward_passes(method, params, tiny) + 1) * 3
-    assert method in FORWARD_METHODS
+    assert is_forward(method)
 
 
 def test_torch_backend_model_predicts_like_onnxruntime(tiny: Model) -> None:
@@ -474,8 +478,6 @@ def test_synthetic_images_are_seeded_and_image_like(tiny: Model) -> None:
 
 
 def test_environment_names_the_machine(tiny: Model) -> None:
-    from onnxplain.engine.benchmark import environment
-
     env = environment("cpu")
     assert env["usable_cores"] >= 1 and env["cpu"] and "torch" in env["versions"]
     assert SimpleNamespace(**env).device == "cpu"
