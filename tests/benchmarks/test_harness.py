@@ -481,3 +481,49 @@ def test_environment_names_the_machine(tiny: Model) -> None:
     env = environment("cpu")
     assert env["usable_cores"] >= 1 and env["cpu"] and "torch" in env["versions"]
     assert SimpleNamespace(**env).device == "cpu"
+
+
+@pytest.mark.parametrize("method,params", [("saliency", {}), ("ig", {"steps": 8}), ("gradcam", {})])
+def test_captum_on_our_own_module_does_the_same_work(tiny: Model, method: str, params: dict[str, Any]) -> None:
+    """The "vs Captum on our module" column times Captum on Model.torch_scores: the same maps as ours."""
+    x = tiny.spec.to_model_input(synthetic_images(tiny.spec, 3, seed=2))
+    targets = np.array([1, 0, 3])
+    ours = explain(tiny, x, method, targets=targets, preprocessed=True, **params)
+    ((label, call),) = References(tiny, own_module=True).build(method, x, targets, params, batch_size=64).items()
+    assert label.endswith(" on our module") and label.startswith("captum ")
+    np.testing.assert_allclose(call(), ours.maps, atol=1e-5)
+
+
+def test_gradient_rows_time_captum_on_our_module_in_the_same_rounds_and_say_the_threads(tiny: Model) -> None:
+    config = BenchConfig(methods=("saliency", "occlusion"), batch_sizes=(2,), repeats=3, compare=True, floors=False,
+                         backends=False, memory=False, params={"occlusion": {"window": 4, "stride": 4}})
+    report = run_benchmark(tiny, None, config, name="tiny")
+    sal, occ = report.rows
+    assert sal.module_reference_name == "captum Saliency on our module"
+    assert sal.module_reference is not None and len(sal.module_ratios) == 3 == len(sal.ratios)
+    assert sal.module_speedup == pytest.approx(float(np.median(
+        np.asarray(sal.module_reference.timing.samples) / np.asarray(sal.ours.timing.samples))))
+    assert sal.reference_name == "captum Saliency"  # the plain-module reference stays the headline
+    assert occ.module_reference is None and occ.module_speedup is None  # forward-only: no such column
+    import torch
+
+    threads = report.threads
+    assert threads["torch"] == torch.get_num_threads() and isinstance(threads["onnxruntime"], int)
+    doc = json.loads(json.dumps(report_document([report])))
+    assert doc["reports"][0]["threads"] == threads
+    assert doc["reports"][0]["rows"][0]["module_ratios"] == list(sal.module_ratios)
+    md = markdown(report)
+    assert "vs Captum on our module" in md and f"threads: torch {threads['torch']}" in md
+    assert f"{sal.module_speedup:.2f}x" in md
+
+
+def test_targets_come_from_the_data_file_with_their_sources(tmp_path: Any) -> None:
+    from onnxplain.benchmarks.targets import TARGETS_FILE, load_targets
+
+    assert TARGETS == load_targets(TARGETS_FILE) and all(t.source.startswith("issue ") for t in TARGETS)
+    ig16 = [t for t in TARGETS if t.method == "ig" and t.images == 16]
+    assert [(t.metric, t.op, t.limit, t.params) for t in ig16] == [("ms", "<=", 6.0, (("steps", 50),))]
+    bad = tmp_path / "targets.toml"
+    bad.write_text('[[target]]\nmethod = "ig"\nmetric = "fastness"\nop = ">="\nlimit = 1\ndevice = "cpu"\n')
+    with pytest.raises(ValueError, match="bad target"):
+        load_targets(bad)
