@@ -148,10 +148,17 @@ IgStepsOpt = Annotated[Optional[int], typer.Option(
 IgToleranceOpt = Annotated[Optional[float], typer.Option(
     "--tolerance", help="IG: integrate again with twice the steps (up to 1024) each image whose completeness error "
     "is above this fraction, e.g. 0.01.", rich_help_panel=METHOD_PANEL, show_default=False)]
-TargetOutputOpt = Annotated[Optional[TargetOutput], typer.Option(
-    "--target-output", help="Gradient methods (saliency, smoothgrad, ig, gradcam): explain the pre-softmax score "
-    "(logit, the default, also for models ending in softmax) or the probability.", case_sensitive=False,
-    rich_help_panel=METHOD_PANEL, show_default=False)]
+def _target_output_help() -> str:
+    from onnxplain.engine.registry import method_infos
+
+    takers = ", ".join(i.name for i in method_infos() if "target_output" in i.params)
+    return (f"Gradient methods ({takers}): explain the pre-softmax score (logit, the default, also for models "
+            "ending in softmax) or the probability.")
+
+
+TargetOutputOpt = Annotated[Optional[TargetOutput], RegistryHelpOption(
+    "--target-output", make_help=_target_output_help, case_sensitive=False, rich_help_panel=METHOD_PANEL,
+    show_default=False)]
 
 
 def gradient_params(steps: int | None, tolerance: float | None,
