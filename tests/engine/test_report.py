@@ -60,7 +60,7 @@ def test_report_has_every_section_in_order(page: Page, numbers: dict) -> None:
     for method in ("saliency", "lime", "ig", "occlusion", "gradcam"):
         assert numbers["sections"][method]["seconds"] > 0
         assert numbers["sections"][method]["params"]["seed"] == 0
-    assert numbers["sections"]["lime"]["params"]["samples"] == "auto"  # REPORT_DEFAULTS: as stable as lime@1000
+    assert numbers["sections"]["lime"]["params"]["samples"] == "auto"  # lime's report_params: as stable as lime@1000
     assert numbers["sections"]["ig"]["params"]["steps"] > 1
     assert numbers["sections"]["gradcam"]["params"]["layer"] == "features.4"
 
