@@ -5,7 +5,7 @@
 For each model (a zoo key such as k01 or o01, or a path; Keras/PyTorch files are exported through
 `onnxplain.exporters.ensure_onnx` into the export cache): saliency, SmoothGrad, IG, Grad-CAM,
 occlusion and LIME, ours vs Captum / the lime package on 1 and 16 real faces, the forward-pass
-floors on onnxruntime and on the torch module, the targets of issues 7-9. Writes
+floors on onnxruntime and on the torch module, the targets of `targets.toml`. Writes
 `<out>/<device>.json` (one document) and `<out>/<device>.md` (the tables); with `--profile-missed`,
 a cProfile of onnxplain's call for every row that misses a target, in `<out>/profiles/`.
 All timing goes through `onnxplain.benchmarks`, the one harness; `forward_methods.py` and
