@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .memory import Measurement
-from .results import BenchReport, BenchRow
+from .results import BenchReport
 from .targets import Check
 from .timing import Timing
 
