@@ -79,7 +79,8 @@ def table_rows(report: BenchReport, *, compact: bool = False) -> tuple[list[str]
         cells = [r.method, _params(r.params), str(r.images), _ms(r.ours.timing), f"{r.ours.timing.ms_per_image:.3g}",
                  r.reference_name or "", _ms(r.reference.timing if r.reference else None),
                  _ratio(r.speedup, r.speedup_iqr, len(r.ratios)),
-                 _ratio(r.module_speedup, r.module_speedup_iqr, len(r.module_ratios)), _num(r.agreement, "{:.1e}"), str(r.forward_passes or ""),
+                 _ratio(r.module_speedup, r.module_speedup_iqr, len(r.module_ratios)), _num(r.agreement, "{:.1e}"),
+                 str(r.forward_passes or ""),
                  _num(r.floor_s and r.floor_s * 1e3, "{:.3g}"),
                  _num(r.floor_ratio, "{:.2f}x"), _pair(_host_mem(r.ours), _host_mem(r.reference))]
         if gpu:

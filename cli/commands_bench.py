@@ -20,8 +20,8 @@ from .options import JsonOpt, ModelArg, QuietOpt, RegistryHelpOption, SeedOpt
 from .output import command_output
 
 MethodsOpt = Annotated[Optional[str], RegistryHelpOption(
-    "--methods", make_help=lambda: f"Comma-separated methods to time (default: all of {','.join(benchmarked_methods())}).",
-    show_default=False)]
+    "--methods", show_default=False,
+    make_help=lambda: f"Comma-separated methods to time (default: all of {','.join(benchmarked_methods())}).")]
 BatchSizesOpt = Annotated[str, typer.Option(
     "--batch-sizes", help="Images per call, comma-separated: each method is timed on each count.")]
 RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per measurement (median and IQR).")]
@@ -79,8 +79,8 @@ def print_report(console: Console, report: BenchReport) -> None:
                              *throughput_rows(report)))
     head, rows = backend_rows(report)
     if rows:
-        console.print(_table(f"Forward-only methods by backend (ratio: to that backend's floor); {threads_text(report)}",
-                             head, rows))
+        console.print(_table(f"Forward-only methods by backend (ratio: to that backend's floor); "
+                             f"{threads_text(report)}", head, rows))
     refs = sorted({r.reference_name for r in report.rows if r.reference_name})
     if refs:
         console.print(f"References: {'; '.join(refs)}.", markup=False, highlight=False)

@@ -148,6 +148,8 @@ IgStepsOpt = Annotated[Optional[int], typer.Option(
 IgToleranceOpt = Annotated[Optional[float], typer.Option(
     "--tolerance", help="IG: integrate again with twice the steps (up to 1024) each image whose completeness error "
     "is above this fraction, e.g. 0.01.", rich_help_panel=METHOD_PANEL, show_default=False)]
+
+
 def _target_output_help() -> str:
     from onnxplain.engine.registry import method_infos
 
