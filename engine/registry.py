@@ -34,9 +34,9 @@ class MethodInfo:
     """Everything onnxplain knows about a method, in one place: the CLI's `--method`, the report, the
     figures and the benchmarks all read it here, so adding a method is one file (plus its test).
 
-    `reference` is what the benchmarks time the method against: the name of an adapter in
-    `onnxplain.benchmarks.references` (resolved there, lazily, so the engine never imports captum or
-    lime), or an adapter callable itself; None: no reference.
+    `reference` is what the benchmarks time the method against: the name of an entry of
+    `onnxplain.benchmarks.references.REFERENCES` (resolved there, lazily, so the engine never imports
+    captum or lime), or the method's own `Reference` or bare adapter function; None: no reference.
     """
 
     name: str
@@ -49,7 +49,7 @@ class MethodInfo:
     signed: bool = False        # maps carry a sign by definition (drawn on a diverging colour map)
     report_params: dict[str, Any] = field(default_factory=dict)  # what report and grade pass unless told
     bench_params: dict[str, Any] = field(default_factory=dict)   # what the benchmarks time
-    reference: str | Callable[..., Any] | None = None
+    reference: Any = None       # str | Reference | adapter function | None (see above)
     forward_passes: ForwardPasses | None = None
 
     @property
@@ -73,7 +73,7 @@ def register(
     signed: bool = False,
     report_params: dict[str, Any] | None = None,
     bench_params: dict[str, Any] | None = None,
-    reference: str | Callable[..., Any] | None = None,
+    reference: Any = None,
     forward_passes: ForwardPasses | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register `fn` as method `name` with its facts (see MethodInfo); a name registers once.
