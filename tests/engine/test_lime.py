@@ -413,7 +413,8 @@ def test_recorded_stability_predicts_seed_to_seed_agreement(o01: Model, faces: n
                    axis=0)
     agree = np.mean([np.all(sets[a] == sets[b], axis=1) for a in range(8) for b in range(a + 1, 8)], axis=0)
     assert np.corrcoef(stab, agree)[0, 1] > 0.5
-    assert abs(stab.mean() - agree.mean()) < 0.25
+    # another run differs from ours by two errors: the covariance alone recorded 0.61 against 0.41 agreeing here
+    assert abs(stab.mean() - agree.mean()) < 0.1
 
 
 def test_top_set_and_stability_by_hand() -> None:
