@@ -21,7 +21,7 @@ map = the sum over channels of the signed attributions: completeness (sum of att
 f(x) - f(baseline)) then holds for the map itself, and the sign says whether a pixel pushed the
 score up or down; take |map| to display magnitudes.
 
-extras: `attributions` (N, *input shape) in the model's layout; `baseline` (N, *input shape);
+details (`IGDetails`): `attributions` (N, *input shape) in the model's layout; `baseline` (N, *input shape);
 `delta` (N,) = sum(attributions) - (f(x) - f(baseline)) (Captum's convergence delta);
 `completeness_error` (N,) = |delta| / |f(x) - f(baseline)| (the denominator floored at 1e-12);
 `score_difference` (N,) = f(x) - f(baseline); `steps` (N,) the steps each image was integrated with.
@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
+from ..details import IGDetails
 from ..explanation import Explanation, make_explanation
 from ..input_spec import InputSpec
 from ..model import Model
@@ -147,9 +148,9 @@ def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, ba
         params.update(tolerance=float(tolerance), max_steps=int(max_steps))
     return make_explanation(
         model, "ig", x, targets, maps, params=params, scores=scores,
-        extras={"attributions": attributions, "baseline": base, "delta": delta.astype(np.float32),
-                "completeness_error": error.astype(np.float32), "score_difference": score_diff.astype(np.float32),
-                "steps": used},
+        details=IGDetails(attributions=attributions, baseline=base, delta=delta.astype(np.float32),
+                          completeness_error=error.astype(np.float32),
+                          score_difference=score_diff.astype(np.float32), steps=used),
     )
 
 

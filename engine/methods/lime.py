@@ -39,6 +39,7 @@ import numpy as np
 
 from ..batching import batch_slices
 from ..errors import BadInputError
+from ..details import LimeDetails
 from ..explanation import Explanation, make_explanation
 from ..lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
 from ..lime_stability import image_stability, paired_stability
@@ -333,7 +334,7 @@ def lime(
 ) -> Explanation:
     """LIME: signed superpixel weights of a local weighted ridge model fitted on random perturbations.
 
-    maps: each pixel holds its superpixel's weight for the target class. extras: `segments` (N, H, W)
+    maps: each pixel holds its superpixel's weight for the target class. details (`LimeDetails`): `segments` (N, H, W)
     int32, `weights` (N, S_max) NaN-padded, `n_segments` (N,), `r2`, `intercept`, `local_pred` (N,),
     `positive_mask` / `negative_mask` (N, H, W) bool (the top_k superpixels either way, as lime's
     get_image_and_mask), `stability` (N,) the probability that those top_k superpixels and their signs
@@ -341,7 +342,7 @@ def lime(
     (superpixel mean) or a pixel value 0..255.
 
     samples="auto": complementary pairs of perturbations (`paired_masks`) in rounds until the expected
-    Jaccard index of the signed top_k set with another draw's reaches `stability` (recorded as the extra
+    Jaccard index of the signed top_k set with another draw's reaches `stability` (recorded as the detail
     `expected_jaccard`), at most `max_samples` (rounded down to whole pairs) of them (`fit_lime_auto`);
     a number: exactly that many, as the lime package draws.
     """
@@ -395,11 +396,9 @@ def lime(
                   batch_size=batch_size, seed=seed)
     if auto:
         params.update(max_samples=count, stability=float(stability))
-    extras = dict(
+    details = LimeDetails(
         segments=segs, weights=weights, n_segments=n_feat, r2=result.r2, intercept=result.intercept,
         local_pred=result.local_pred, positive_mask=pos, negative_mask=neg, stability=result.stability,
-        samples_used=result.samples,
+        samples_used=result.samples, expected_jaccard=result.expected_jaccard,
     )
-    if result.expected_jaccard is not None:
-        extras["expected_jaccard"] = result.expected_jaccard
-    return make_explanation(model, "lime", x, targets, maps, params=params, scores=scores, extras=extras)
+    return make_explanation(model, "lime", x, targets, maps, params=params, scores=scores, details=details)

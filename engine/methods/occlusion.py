@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import BadInputError
+from ..details import OcclusionDetails
 from ..explanation import Explanation, make_explanation
 from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
 from ..registry import register
@@ -98,7 +99,7 @@ def occlusion(
 
     window/stride: int or (height, width); None: `default_window` of the input size (8 and 4 up to 48
     pixels a side). baseline: a pixel value 0..255 (0 = black), "mean" or "blur".
-    maps: signed, positive where hiding the pixel lowers the score. extras: `score_drops` (N, rows,
+    maps: signed, positive where hiding the pixel lowers the score. details: `score_drops` (N, rows,
     cols), the drop for each window position.
     """
     spec = model.spec
@@ -142,4 +143,4 @@ def occlusion(
     params = dict(window=list(win), stride=list(step), baseline=baseline if isinstance(baseline, str) else
                   np.asarray(baseline, dtype=float).tolist(), batch_size=batch_size)
     return make_explanation(model, "occlusion", x, targets, maps, params=params, scores=target_scores[:, 0],
-                            extras={"score_drops": drops.astype(np.float32)})
+                            details=OcclusionDetails(score_drops=drops.astype(np.float32)))

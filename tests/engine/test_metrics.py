@@ -269,7 +269,7 @@ def test_trust_metrics_for_ig_records_completeness_and_reruns_with_its_params(ti
                                                                               faces: np.ndarray) -> None:
     e = explain(tiny_model, faces[:4], "ig", steps=16)
     t = trust_metrics(tiny_model, e, steps=8, randomisation_images=2)
-    np.testing.assert_array_equal(t.completeness_error, e.extras["completeness_error"])
+    np.testing.assert_array_equal(t.completeness_error, e.details.completeness_error)
     assert t.randomisation_images == 2 and t.randomisation.spearman.shape == (3, 2)
     # stage 0 of the check is the same ig (steps=16) on the first two images
     np.testing.assert_allclose(t.randomisation.maps[0], e.maps[:2], rtol=1e-4, atol=1e-7)
@@ -330,7 +330,7 @@ def test_sampled_stages_are_the_same_stages_of_the_full_cascade(tiny_model: Mode
     at = stage_indices(len(full.layers), 2)
     assert at == [0, len(full.layers) - 1]  # the top layer and full randomisation, which the flag reads
     some = randomisation_check(tiny_model, faces[:2], "saliency", seed=3, keep_maps=False, stages=2)
-    assert some.layers == tuple(full.layers[i] for i in at) and some.extras["stages"] == at
+    assert some.layers == tuple(full.layers[i] for i in at) and some.stages == at
     np.testing.assert_allclose(some.spearman, full.spearman[at], atol=1e-6)
     assert some.final_spearman == pytest.approx(full.final_spearman, abs=1e-6) and some.flagged == full.flagged
     assert stage_indices(53, 6) == [0, 10, 21, 31, 42, 52] and stage_indices(4, 6) == [0, 1, 2, 3]

@@ -101,7 +101,7 @@ def test_window_positions_follow_captum() -> None:
 def test_non_overlapping_windows_tile_the_drops(tiny_onnx, faces) -> None:
     model = tiny_model(tiny_onnx, "gray_nchw")
     e = explain(model, list(faces[:2]), "occlusion", window=4, stride=4)
-    drops = e.extras["score_drops"]
+    drops = e.details.score_drops
     assert drops.shape == (2, 4, 4)
     np.testing.assert_allclose(e.maps, np.stack([np.kron(d, np.ones((4, 4))) for d in drops]), atol=1e-7)
     # the drop is unperturbed minus occluded score
@@ -142,7 +142,7 @@ def test_per_channel_baseline(tiny_onnx, rgb_images) -> None:
     e = explain(model, rgb_images, "occlusion", window=4, stride=4, baseline=[255, 0, 0])
     x = e.inputs[:1].copy()
     x[:, 0:4, 4:8, :] = np.array([1.0, 0.0, 0.0], np.float32)
-    assert abs(e.extras["score_drops"][0, 0, 1] - (e.scores[0] - model.predict(x)[0, e.targets[0]])) < 1e-6
+    assert abs(e.details.score_drops[0, 0, 1] - (e.scores[0] - model.predict(x)[0, e.targets[0]])) < 1e-6
 
 
 @pytest.mark.parametrize("params, match", [

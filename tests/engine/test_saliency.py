@@ -41,7 +41,7 @@ def test_equals_captum_on_zoo_models(request, faces, name):
     e = explain(model, images, "saliency")
     ref = captum_saliency(model, e.inputs, e.targets).max(axis=model.spec.channel_axis)
     np.testing.assert_allclose(e.maps, ref, rtol=0, atol=1e-5 * max(1.0, np.abs(ref).max()))
-    assert e.extras["attributions"].shape == e.inputs.shape
+    assert e.details.attributions.shape == e.inputs.shape
 
 
 def test_signed_keeps_the_sign_of_the_strongest_channel(tiny_onnx):
@@ -54,21 +54,21 @@ def test_signed_keeps_the_sign_of_the_strongest_channel(tiny_onnx):
     assert (signed.maps < 0).any() and (signed.maps > 0).any()
     pick = np.abs(raw).argmax(axis=3)[..., None]
     np.testing.assert_allclose(signed.maps, np.take_along_axis(raw, pick, axis=3)[..., 0], rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(signed.extras["attributions"], plain.extras["attributions"])
+    np.testing.assert_array_equal(signed.details.attributions, plain.details.attributions)
 
 
 def test_gray_signed_map_is_the_gradient(tiny_onnx):
     model = Model(tiny_onnx(**TINY["gray_nchw"]))
     x = tiny_inputs(model, 2)
     e = explain(model, x, "saliency", preprocessed=True, signed=True)
-    np.testing.assert_array_equal(e.maps, e.extras["attributions"][:, 0])
+    np.testing.assert_array_equal(e.maps, e.details.attributions[:, 0])
 
 
 def test_mask_is_the_image_weighted_by_the_normalised_map(tiny_onnx):
     model = Model(tiny_onnx(**TINY["rgb_nchw"]))
     x = tiny_inputs(model, 3)
     e = explain(model, x, "saliency", preprocessed=True)
-    mask = e.extras["mask"]
+    mask = e.details.mask
     assert mask.shape == (3, 16, 16, 3) and mask.dtype == np.float32
     weights = e.maps / e.maps.reshape(3, -1).max(axis=1)[:, None, None]
     np.testing.assert_allclose(mask, model.spec.to_display(x) * weights[..., None], rtol=1e-6, atol=1e-7)

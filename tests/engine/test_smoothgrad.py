@@ -29,7 +29,7 @@ def test_equals_saliency_averaged_over_the_same_noise(tiny_onnx, kind):
     e = explain(model, x, "smoothgrad", preprocessed=True, samples=7, sigma=0.2, seed=5, batch_size=4)
     ref = reference(model, x, e.targets, 7, 0.2, 5)
     np.testing.assert_allclose(e.maps, ref, rtol=0, atol=1e-5 * max(1.0, np.abs(ref).max()))
-    np.testing.assert_allclose(e.extras["noise_sd"], 0.2 * (x.reshape(3, -1).max(1) - x.reshape(3, -1).min(1)),
+    np.testing.assert_allclose(e.details.noise_sd, 0.2 * (x.reshape(3, -1).max(1) - x.reshape(3, -1).min(1)),
                                rtol=1e-6)
 
 
@@ -62,7 +62,7 @@ def test_zero_sigma_is_saliency_and_signed_mode(tiny_onnx):
     sg = explain(model, x, "smoothgrad", preprocessed=True, sigma=0.0, samples=3)
     np.testing.assert_allclose(sg.maps, sal.maps, rtol=1e-6, atol=1e-7)
     signed = explain(model, x, "smoothgrad", preprocessed=True, sigma=0.0, samples=3, signed=True)
-    np.testing.assert_allclose(signed.maps, sal.extras["attributions"][..., 0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(signed.maps, sal.details.attributions[..., 0], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("params", [{"samples": 0}, {"sigma": -0.1}, {"sigma": float("nan")}])
