@@ -13,18 +13,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import BadInputError, OnnxplainError
-from .explanation import library_versions
+from .progress import Progress
 from .registry import explain
 from .render import figures
 from .render.compare import render_activation_rows, render_model_rows
 from .render.html import Section, render_report_html
 from .report import METHOD_TEXT, _resolve_methods, middle_conv_layer, summary_tables
 from .sidecar import write_json_atomic
+from .versions import library_versions
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from .model import Model
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, "float | None"], None]
 DEFAULT_METHODS = ("saliency", "gradcam")
 
 

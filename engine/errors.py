@@ -27,3 +27,24 @@ class BadInputError(OnnxplainError):
 
 class DeviceError(OnnxplainError):
     """The requested device cannot be used (e.g. CUDA asked for, onnxruntime fell back to CPU)."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's text (libraries raise pages), or its type name."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line:
+            return shorten(line, limit)
+    return type(exc).__name__
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` within `limit` characters, never cut inside a word: up to its first full sentence when that
+    fits, else at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    sentence = text.find(". ")
+    if 0 < sentence < limit:
+        return text[:sentence + 1]
+    cut = text.rfind(" ", 0, limit - 1)
+    return (text[:cut] if cut > limit // 2 else text[:limit - 1]).rstrip(",;:(") + "…"

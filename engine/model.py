@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from .batching import batch_slices
-from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError
+from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError, first_line
 from .input_spec import InputSpec
 from .layers import LayerInfo, onnx_layers
 from .output_head import TargetOutput, as_probabilities, check_target_output, final_softmax, score_graph
@@ -69,7 +69,7 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UnsupportedModelError(f"{p} fails the ONNX checker: {first}") from exc
     return model
 
@@ -152,7 +152,7 @@ class Model:
         try:
             sess = ort.InferenceSession(self.onnx.SerializeToString(), sess_options=opts, providers=providers)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UnsupportedModelError(f"onnxruntime cannot run {self.path}: {first}") from exc
         if self.device == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
             raise DeviceError(f"--device cuda was asked for but onnxruntime fell back to CPU: {_cuda_fallback_reason(ort)}")
@@ -163,7 +163,7 @@ class Model:
         try:
             y = self.session.run([self.output_name], {self.spec.input_name: probe})[0]
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UnsupportedModelError(
                 f"{self.path} does not run on a (1, {', '.join(map(str, self.spec.shape))}) input: {first}"
             ) from exc
@@ -388,7 +388,7 @@ class Model:
             with torch.no_grad():
                 got = module(torch.from_numpy(x).to(self.torch_device)).float().cpu().numpy()
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ConversionError(f"the torch module built from {self.path.name} fails to run: {first}") from exc
         if got.shape != ref.shape:
             raise ConversionError(f"the torch module gives shape {got.shape}, onnxruntime {ref.shape}")

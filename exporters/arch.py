@@ -19,7 +19,7 @@ from typing import Any, Callable
 from onnxplain.engine.errors import BadInputError, UnsupportedModelError
 
 from . import student_code
-from .util import first_line
+from ..engine.errors import first_line
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from onnxplain.engine.errors import BadInputError, UnsupportedModelError
 
 from .arch import Candidate
-from .util import first_line
+from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 

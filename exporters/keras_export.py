@@ -25,7 +25,7 @@ from .keras_names import rename_layers, restore_names
 from .options import ExportOptions
 from .result import Exported
 from .source_summary import keras_summary
-from .util import first_line
+from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 from onnxplain.engine.errors import ConversionError, UnsupportedModelError
 from onnxplain.engine.input_spec import InputSpec
 
-from .util import first_line
+from ..engine.errors import first_line
 
 if TYPE_CHECKING:
     import onnxruntime as ort

@@ -22,7 +22,7 @@ from . import sniff
 from .options import PARITY_THRESHOLD, ExportOptions
 from .parity import enforce, onnx_forward, ort_session, parity_report, random_inputs
 from .result import Exported
-from .util import loaded_versions, onnxplain_version
+from ..engine.versions import loaded_versions, onnxplain_version
 
 log = logging.getLogger(__name__)
 

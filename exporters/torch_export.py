@@ -25,7 +25,7 @@ from .parity import check_one_row_per_image, compare, onnx_forward, ort_session
 from .result import Exported
 from .source_summary import torch_summary
 from .torch_load import load_torch
-from .util import first_line
+from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 

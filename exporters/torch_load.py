@@ -27,7 +27,7 @@ from .arch import candidates as arch_candidates
 from .arch import class_by_name
 from .options import ExportOptions
 from .pickle_scan import pickle_globals, suspicious_globals, torch_pickle_bytes
-from .util import first_line
+from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 

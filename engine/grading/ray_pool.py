@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import BadInputError
+from ..errors import BadInputError, first_line
 from .pool import Progress, failure_row, split_finished
 from .submissions import Submission
 from .unit import GradeOptions, class_preload, grade_one, load_common_data
@@ -97,7 +97,7 @@ def run_ray(submissions: Iterable[Submission], options: GradeOptions, out_root: 
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise BadInputError(f"cannot start or reach {where}: {str(exc).strip().splitlines()[0]}") from None
+            raise BadInputError(f"cannot start or reach {where}: {first_line(exc)}") from None
     resources = {"num_cpus": 1, "max_retries": max(0, int(max_retries)), "retry_exceptions": False}
     if options.device == "cuda":
         if not ray.cluster_resources().get("GPU"):  # the tasks would wait for a GPU forever
@@ -148,7 +148,7 @@ def _collect(ray: Any, ref: Any, sub: Submission, options: GradeOptions, max_ret
         return ray.get(ref)
     except (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError, rx.ObjectLostError,
             rx.LocalRayletDiedError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return failure_row(sub, options, "crashed", f"the Ray worker died {max_retries + 1} time(s) grading this "
                            f"submission ({type(exc).__name__}: {reason[:160]})")
     except rx.TaskCancelledError:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from ..errors import BadInputError, DeviceError, OnnxplainError, UnsupportedModelError
+from ..errors import BadInputError, DeviceError, OnnxplainError, UnsupportedModelError, first_line
 from ..sidecar import read_sidecar, write_json_atomic
 from .submissions import Submission, options_hash
 
@@ -110,7 +110,7 @@ def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.
         row["status"], row["reason"] = classify(exc), for_grade(str(exc))
     except Exception as exc:  # noqa: BLE001 - a student's file must cost only its own row
         log.exception("grading %s failed unexpectedly", submission.id)
-        row["status"], row["reason"] = "error", f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+        row["status"], row["reason"] = "error", f"internal error: {type(exc).__name__}: {first_line(exc)}"
     row["total_seconds"] = round(time.perf_counter() - started, 3)
     write_json_atomic(tmp / RESULT, row)
     _replace_dir(tmp, final)
@@ -336,6 +336,6 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 
 def _version() -> str:
-    from ..explanation import library_versions
+    from ..versions import library_versions
 
     return library_versions().get("onnxplain", "?")
