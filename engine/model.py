@@ -196,7 +196,7 @@ class Model:
         if x.shape[0] == 0:
             return np.zeros((0, self.n_classes), dtype=np.float32)
         if not self.spec.dynamic_batch:
-            batch_size = 1 if self._fixed_batch() == 1 else self._fixed_batch()
+            batch_size = self._fixed_batch()
         outs = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
         for s in batch_slices(x.shape[0], batch_size):
             chunk = x[s]
