@@ -8,27 +8,30 @@ from captum.attr import IntegratedGradients
 
 from onnxplain.engine import BadInputError, InputSpec, Model, explain
 from onnxplain.engine.methods.ig import make_baseline, quadrature
-from tests.engine.gradient_data import TINY, captum_inputs, mnist_digits, o01, o03, ort_scores, tiny_inputs  # noqa: F401
+from tests.engine.gradient_data import (  # noqa: F401
+    BRIDGES, TINY, captum_inputs, mnist_digits, o01, o03, ort_scores, score_module, tiny_inputs,
+)
 
 
 def captum_ig(model: Model, x: np.ndarray, baseline: np.ndarray, targets: np.ndarray, steps: int,
-              method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
+              method: str = "gausslegendre", bridge: str = "ours") -> tuple[np.ndarray, np.ndarray]:
     xt, tt = captum_inputs(x, targets)
     bt, _ = captum_inputs(baseline, targets)
-    attr, delta = IntegratedGradients(model.torch_scores("logit")).attribute(
+    attr, delta = IntegratedGradients(score_module(model, bridge)).attribute(
         xt, baselines=bt.detach(), target=tt, n_steps=steps, method=method, return_convergence_delta=True)
     return attr.detach().numpy(), delta.detach().numpy()
 
 
+@pytest.mark.parametrize("bridge", BRIDGES)
 @pytest.mark.parametrize("kind", sorted(TINY))
 @pytest.mark.parametrize("integration", ["gausslegendre", "riemann_trapezoid", "riemann_middle"])
-def test_equals_captum_on_tiny_models(tiny_onnx, kind, integration):
+def test_equals_captum_on_tiny_models(tiny_onnx, kind, integration, bridge):
     model = Model(tiny_onnx(**TINY[kind]))
     x = tiny_inputs(model, 3)
     # 3 images x 20 steps in chunks of 7 rows: chunks start and end inside images.
     e = explain(model, x, "ig", preprocessed=True, steps=20, integration=integration, baseline="noise",
                 batch_size=7, seed=2)
-    ref, delta = captum_ig(model, x, e.details.baseline, e.targets, 20, integration)
+    ref, delta = captum_ig(model, x, e.details.baseline, e.targets, 20, integration, bridge)
     scale = max(1.0, np.abs(ref).max())
     np.testing.assert_allclose(e.details.attributions, ref, rtol=0, atol=1e-4 * scale)
     np.testing.assert_allclose(e.maps, ref.sum(axis=model.spec.channel_axis), rtol=0, atol=1e-4 * scale)
@@ -37,10 +40,11 @@ def test_equals_captum_on_tiny_models(tiny_onnx, kind, integration):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bridge", BRIDGES)
 @pytest.mark.parametrize("baseline", ["black", "blurred"])
-def test_equals_captum_on_o01(o01, faces, baseline):
+def test_equals_captum_on_o01(o01, faces, baseline, bridge):
     e = explain(o01, list(faces[:4]), "ig", steps=32, baseline=baseline, batch_size=50)
-    ref, delta = captum_ig(o01, e.inputs, e.details.baseline, e.targets, 32)
+    ref, delta = captum_ig(o01, e.inputs, e.details.baseline, e.targets, 32, bridge=bridge)
     # A few path points fall where a max-pool switch flips between the two modules' roundings: within 1e-3 of
     # the largest attribution (measured: 7e-4 on the logit, 6e-4 on the probability).
     scale = np.abs(ref).max()

@@ -8,23 +8,24 @@ from captum.attr import Saliency
 
 from onnxplain.engine import Model, explain
 from tests.engine.gradient_data import (  # noqa: F401
-    TINY, captum_inputs, mnist_digits, o01, o02, o03, ort_scores, tiny_inputs,
+    BRIDGES, TINY, captum_inputs, mnist_digits, o01, o02, o03, ort_scores, score_module, tiny_inputs,
 )
 
 
 def captum_saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, abs: bool = True,
-                    target_output: str = "logit") -> np.ndarray:
+                    target_output: str = "logit", bridge: str = "ours") -> np.ndarray:
     """Captum on the module of the explained score (the logit by default, also on softmax models)."""
     xt, tt = captum_inputs(x, targets)
-    return Saliency(model.torch_scores(target_output)).attribute(xt, target=tt, abs=abs).numpy()
+    return Saliency(score_module(model, bridge, target_output)).attribute(xt, target=tt, abs=abs).numpy()
 
 
+@pytest.mark.parametrize("bridge", BRIDGES)
 @pytest.mark.parametrize("kind", sorted(TINY))
-def test_equals_captum_on_tiny_models(tiny_onnx, kind):
+def test_equals_captum_on_tiny_models(tiny_onnx, kind, bridge):
     model = Model(tiny_onnx(**TINY[kind]))
     x = tiny_inputs(model, 5)
     e = explain(model, x, "saliency", preprocessed=True, batch_size=2)  # chunks of 2, 2, 1
-    ref = captum_saliency(model, x, e.targets).max(axis=model.spec.channel_axis)
+    ref = captum_saliency(model, x, e.targets, bridge=bridge).max(axis=model.spec.channel_axis)
     assert e.maps.shape == (5, model.spec.height, model.spec.width)
     np.testing.assert_allclose(e.maps, ref, rtol=0, atol=1e-5 * max(1.0, np.abs(ref).max()))
     np.testing.assert_array_equal(e.targets, model.predict(x).argmax(1))
@@ -34,12 +35,13 @@ def test_equals_captum_on_tiny_models(tiny_onnx, kind):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bridge", BRIDGES)
 @pytest.mark.parametrize("name", ["o01", "o02", "o03"])
-def test_equals_captum_on_zoo_models(request, faces, name):
+def test_equals_captum_on_zoo_models(request, faces, name, bridge):
     model = request.getfixturevalue(name)
     images = mnist_digits(6) if name == "o03" else list(faces[:6])
     e = explain(model, images, "saliency")
-    ref = captum_saliency(model, e.inputs, e.targets).max(axis=model.spec.channel_axis)
+    ref = captum_saliency(model, e.inputs, e.targets, bridge=bridge).max(axis=model.spec.channel_axis)
     np.testing.assert_allclose(e.maps, ref, rtol=0, atol=1e-5 * max(1.0, np.abs(ref).max()))
     assert e.details.attributions.shape == e.inputs.shape
 
