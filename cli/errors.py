@@ -22,6 +22,8 @@ from typer.exceptions import Abort, Exit
 
 from onnxplain.engine.errors import OnnxplainError
 
+from .flags import flag_message
+
 USER_ERROR = 2
 INTERNAL_ERROR = 1
 INTERRUPTED = 130
@@ -91,7 +93,7 @@ class OnnxplainGroup(TyperGroup):
         except OnnxplainError as exc:
             if debug:
                 raise
-            fail(str(exc), USER_ERROR)
+            fail(flag_message(exc), USER_ERROR)
         except CLICK_EXCEPTION as exc:
             if _is_help_page(exc):  # a group called without a command (no_args_is_help): its help, exit 2
                 exc.show()  # type: ignore[attr-defined]

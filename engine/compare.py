@@ -75,7 +75,8 @@ def build_comparison(
     chosen = _resolve_methods(list(methods) if methods else list(DEFAULT_METHODS))
     layer_names = list(layers or [])
     if len(layer_names) > len(models):
-        raise BadInputError(f"{len(layer_names)} --layer names for {len(models)} models; give one per model, in order")
+        raise BadInputError(f"{len(layer_names)} `layers` for {len(models)} models; give one per model, in order",
+                            params=("layers",))
     layer_names += [None] * (len(models) - len(layer_names))
     feature_layers = [m.find_layer(n, kind="conv") if n else middle_conv_layer(m) for m, n in zip(models, layer_names)]
     datasets = [_check_data(m, d, datasets[0]) for m, d in zip(models, datasets)]

@@ -1,16 +1,23 @@
 """The one error hierarchy: every user-facing failure is an OnnxplainError with a one-line message.
 
 Messages say what was found and what to do. The CLI prints `error: <message>` and exits 2.
+
+A message names parameters as a Python caller types them, in backticks or with a value
+("`per_class` must be at least 1", 'pass device="cpu"'), and lists them in `params`; the CLI rewrites
+those to its flags (--per-class, --device cpu) when it prints.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 
 class OnnxplainError(Exception):
     """Base of all errors a user can cause and fix (bad file, bad flag, bad input)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, params: Sequence[str] = ()) -> None:
         # One line, always: a multi-line message would break the CLI's `error: ...` contract.
         super().__init__(" ".join(str(message).split()))
+        self.params = tuple(params)  # the API parameters the message names, as `name` or `name="value"`
 
 
 class UnsupportedModelError(OnnxplainError):

@@ -33,6 +33,7 @@ class MethodInfo:
     backend: Backend
     default_batch_size: int
     summary: str
+    aliases: dict[str, str] = dataclasses.field(default_factory=dict)  # an earlier parameter name -> its name now
 
     @property
     def params(self) -> dict[str, Any]:
@@ -45,12 +46,15 @@ class MethodInfo:
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register(name: str, *, backend: Backend, default_batch_size: int = 64) -> Callable[[MethodFn], MethodFn]:
+def register(name: str, *, backend: Backend, default_batch_size: int = 64,
+             aliases: dict[str, str] | None = None) -> Callable[[MethodFn], MethodFn]:
+    """Register `fn` as method `name`. `aliases`: earlier names of its parameters that callers may still
+    pass (LIME's `hide_color` is its `baseline`), each mapped to the parameter it now is."""
     def deco(fn: MethodFn) -> MethodFn:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
         summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
-        _REGISTRY[name] = MethodInfo(name, fn, backend, default_batch_size, summary)
+        _REGISTRY[name] = MethodInfo(name, fn, backend, default_batch_size, summary, dict(aliases or {}))
         return fn
 
     return deco
@@ -71,6 +75,17 @@ def get_method(name: str) -> MethodInfo:
         return _REGISTRY[name]
     except KeyError:
         raise BadInputError(f"unknown method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def rename_aliases(info: MethodInfo, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with the method's earlier parameter names replaced by the current ones."""
+    out = dict(params)
+    for old, new in info.aliases.items():
+        if old in out:
+            if new in out:
+                raise BadInputError(f"{info.name}: give {new} or {old} (its earlier name), not both")
+            out[new] = out.pop(old)
+    return out
 
 
 def resolve_targets(model: "Model", x: np.ndarray, targets: Any) -> np.ndarray:
@@ -100,6 +115,7 @@ def explain(
 ) -> "Explanation":
     """Explain `images` (user images in pixel convention, or model input when `preprocessed`)."""
     info = get_method(method)
+    params = rename_aliases(info, params)
     unknown = set(params) - set(info.params)
     if unknown:
         raise BadInputError(

@@ -140,7 +140,7 @@ def build_report(
     features = features and bool({"filters", "activations", "dream"} & shown)
     feature_layer = _feature_layer(model, layer)  # unknown layers fail here, before any work
     if per_class < 1:
-        raise BadInputError(f"--per-class must be at least 1, got {per_class}")
+        raise BadInputError(f"`per_class` must be at least 1, got {per_class}", params=("per_class",))
     if len(dataset) == 0:
         raise BadInputError(f"{dataset.source} holds no images")
     if model.spec.labels and dataset.class_names and dataset.labels is not None:

@@ -263,7 +263,7 @@ def test_hide_color(tiny_onnx, rgb_images) -> None:
                                atol=1e-6)
     black = explain(model, rgb_images, "lime", samples=100, seed=0, hide_color=0)
     means = explain(model, rgb_images, "lime", samples=100, seed=0)
-    assert black.params["hide_color"] == 0 and not np.allclose(black.maps, means.maps)
+    assert black.params["baseline"] == 0 and not np.allclose(black.maps, means.maps)
 
 
 def test_output_fields(o01: Model, faces: np.ndarray) -> None:
@@ -302,8 +302,10 @@ def test_other_segmentations(segments: str, tiny_onnx, faces) -> None:
     (dict(samples=1), "samples"),
     (dict(kernel_width=0), "kernel_width"),
     (dict(top_k=-1), "top_k"),
-    (dict(hide_color="red"), "hide_color"),
-    (dict(hide_color=[1, 2]), "hide_color"),
+    (dict(hide_color="red"), "baseline"),  # hide_color is the baseline's earlier name
+    (dict(hide_color=[1, 2]), "baseline"),
+    (dict(hide_color=0, baseline="black"), "not both"),
+    (dict(impl="lime", baseline="blur", samples=10), "impl='lime'"),
     (dict(num_samples=10), "no parameter num_samples"),
     (dict(samples="many"), "whole number"),
     (dict(samples=2.5), "whole number"),

@@ -119,7 +119,8 @@ def test_blurred_baseline_keeps_the_image_content(tiny_model: Model, images: np.
     e = explain(tiny_model, images, "saliency")
     black = deletion_insertion(tiny_model, e, steps=4, baseline="black", random_reference=False)
     blur = deletion_insertion(tiny_model, e, steps=4, baseline="blur", random_reference=False)
-    assert blur.baseline == "blurred"
+    assert blur.baseline == "blur" == deletion_insertion(tiny_model, e, steps=1, baseline="blurred",
+                                                         random_reference=False).baseline
     np.testing.assert_allclose(blur.deletion[:, 0], black.deletion[:, 0], rtol=1e-6)
     assert not np.allclose(blur.deletion[:, -1], black.deletion[:, -1])
 

@@ -164,7 +164,7 @@ def test_bad_arguments_fail_before_any_work(tmp_path: Path, tiny_onnx, faces: np
         build_report(model, ds, tmp_path / "a", methods=["gradient"])
     with pytest.raises(BadInputError, match="unknown layer 'conv9'.*features.0"):
         build_report(model, ds, tmp_path / "b", layer="conv9")
-    with pytest.raises(BadInputError, match="per-class"):
+    with pytest.raises(BadInputError, match="per_class"):
         build_report(model, ds, tmp_path / "c", per_class=0)
     assert not list(tmp_path.iterdir())
 
