@@ -154,8 +154,8 @@ class Model:
             first = first_line(exc)
             raise UnsupportedModelError(f"onnxruntime cannot run {self.path}: {first}") from exc
         if self.device_kind == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
-            raise DeviceError(f'device="cuda" was asked for but onnxruntime fell back to CPU: {_cuda_fallback_reason(ort)}',
-                              params=("device",))
+            raise DeviceError(f'device="{self.device}" was asked for but onnxruntime fell back to CPU: '
+                              f"{_cuda_fallback_reason(ort)}", params=("device",))
         return sess
 
     def providers(self) -> list[Any]:
@@ -391,13 +391,15 @@ class Model:
         outputs another score than the graph (the logit of a softmax model)."""
         import torch
 
+        from .torch_ops import to_numpy
+
         rng = np.random.default_rng(0)
         pixels = rng.uniform(0, 255, size=(4, self.spec.height, self.spec.width, self.spec.channels)).astype(np.float32)
         x = self.spec.pixels_to_model(pixels)
         ref = self.predict(x)
         try:
             with torch.no_grad():
-                got = module(torch.from_numpy(x).to(self.torch_device)).float().cpu().numpy()
+                got = to_numpy(module(torch.from_numpy(x).to(self.torch_device)))
         except Exception as exc:
             first = first_line(exc)
             raise ConversionError(f"the torch module built from {self.path.name} fails to run: {first}") from exc

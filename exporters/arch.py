@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from onnxplain.engine.errors import BadInputError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, UnsupportedModelError, first_line
 
 from . import student_code
-from ..engine.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,8 @@ def candidates(arch: str, *, trust: bool, what: str) -> list[Candidate]:
             listed = ", ".join(c.name for c in classes) or "none"
             unread = "; ".join(f.error for f in files if f.error)
             raise BadInputError(f"arch={arch!r}: {target.where} has no model class {target.class_name!r}; its model "
-                                f"classes: {listed}" + (f" (could not read {unread})" if unread else ""), params=("arch",))
+                                f"classes: {listed}" + (f" (could not read {unread})" if unread else ""),
+                                params=("arch",))
         classes = chosen
     if not classes:
         unread = "; ".join(f.error for f in files if f.error)
@@ -143,7 +143,8 @@ def _split(arch: str) -> tuple[str, str, str]:
 def _module_attr(arch: str) -> Callable[..., Any]:
     target, _, attr = arch.rpartition(":")
     if not target or not attr:
-        raise BadInputError(f"arch={arch!r} must be MODULE:CLASS, path/to/model.py[:CLASS] or a folder of .py files", params=("arch",))
+        raise BadInputError(f"arch={arch!r} must be MODULE:CLASS, path/to/model.py[:CLASS] or a folder of .py files",
+                            params=("arch",))
     try:
         obj: Any = importlib.import_module(target)
     except Exception as exc:

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
         for module in PRELOADS.get(group, ()):
             __import__(module)
     # Imported after the heavy libraries so the timing of `ready` covers everything.
-    from ..engine.versions import loaded_versions
+    from onnxplain.engine.versions import loaded_versions
 
     out = os.fdopen(response_fd, "w", encoding="utf-8", buffering=1)
     _send(out, {"ready": True, "pid": os.getpid(), "versions": loaded_versions()})
@@ -84,7 +84,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         traceback.print_exc(file=sys.stderr)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return _error("ConversionError", f"exporting {src.name} was interrupted ({type(exc).__name__})")
-        from ..engine.errors import first_line
+        from onnxplain.engine.errors import first_line
 
         return _error("ConversionError",
                       f"exporting {src.name} failed unexpectedly: {type(exc).__name__}: {first_line(exc)}")

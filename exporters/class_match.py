@@ -17,10 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
-from onnxplain.engine.errors import BadInputError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, UnsupportedModelError, first_line
 
 from .arch import Candidate
-from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ def read_arch_file(path: str | Path) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise BadInputError(f"`arch` {p} is not valid YAML", params=("arch",)) from exc
         if not isinstance(data, dict) or "class_name" not in data:
-            raise BadInputError(f"`arch` {p} holds no Keras model config (expected class_name at the top)", params=("arch",))
+            raise BadInputError(f"`arch` {p} holds no Keras model config (expected class_name at the top)",
+                                params=("arch",))
         return data
     try:
         return parse_config(text, f"`arch` {p.name}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError, first_line
 
 from . import keras1, sniff
 from .flat_input import flat_forward, image_shape_for, with_image_input
@@ -25,7 +25,6 @@ from .keras_names import rename_layers, restore_names
 from .options import ExportOptions
 from .result import Exported
 from .source_summary import keras_summary
-from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +254,8 @@ def _build_if_needed(model: Any, options: ExportOptions, name: str) -> None:
     except AttributeError:
         pass
     if options.input_shape is None:
-        raise BadInputError(f"{name} does not record its input size; pass input_shape='1,48,48,1' (N,H,W,C)", params=("input_shape",))
+        raise BadInputError(f"{name} does not record its input size; pass input_shape='1,48,48,1' (N,H,W,C)",
+                            params=("input_shape",))
     model.build((None, *options.input_shape[1:]))
 
 
@@ -290,7 +290,8 @@ def _input_shape(model: Any, layout: str, options: ExportOptions, name: str) -> 
         for got, want in zip(known, given):
             if got is not None and got != want:
                 raise BadInputError(
-                    f"`input_shape` {list(options.input_shape)} does not match the model's input {_fmt(dims)}", params=("input_shape",))
+                    f"`input_shape` {list(options.input_shape)} does not match the model's input {_fmt(dims)}",
+                    params=("input_shape",))
         known = given
     data = options.data_shape
     if any(d is None for d in known) and data is not None and data[1] > 0:  # the size of the data it is fed

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from onnxplain.engine.errors import ConversionError, UnsupportedModelError
+from onnxplain.engine.errors import ConversionError, UnsupportedModelError, first_line
 from onnxplain.engine.input_spec import InputSpec
 
-from ..engine.errors import first_line
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -119,7 +118,8 @@ def enforce(report: dict[str, Any], *, allow_mismatch: bool, what: str) -> dict[
         if not allow_mismatch:
             raise ConversionError(
                 f"{what}: the ONNX model differs from the source model by {diff:.3g} (> {threshold:g}) "
-                "on the same inputs; the export is wrong (pass allow_mismatch=True to keep it anyway)", params=("allow_mismatch",))
+                "on the same inputs; the export is wrong (pass allow_mismatch=True to keep it anyway)",
+                params=("allow_mismatch",))
         log.warning("%s: parity %.3g is above %g; kept because of allow_mismatch", what, diff, threshold)
     return report
 

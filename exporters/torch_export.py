@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxplain.engine.errors import BadInputError, ConversionError
+from onnxplain.engine.errors import BadInputError, ConversionError, first_line
 from onnxplain.engine.sidecar import read_sidecar
 
 from .flat_input import flat_forward, image_shape_for, with_image_input
@@ -25,7 +25,6 @@ from .parity import check_one_row_per_image, compare, onnx_forward, ort_session
 from .result import Exported
 from .source_summary import torch_summary
 from .torch_load import load_torch
-from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +194,8 @@ def _check_runs(module: Any, example: Any, shape: tuple[int, ...], name: str) ->
             out = module(example)
     except Exception as exc:
         raise BadInputError(
-            f"{name} does not run on input shape {list(shape)}: {first_line(exc, 200)}; check `input_shape`", params=("input_shape",)) from exc
+            f"{name} does not run on input shape {list(shape)}: {first_line(exc, 200)}; check `input_shape`",
+            params=("input_shape",)) from exc
     if isinstance(out, torch.Tensor):  # checked here too, before a doomed export
         check_one_row_per_image(tuple(out.shape), int(example.shape[0]), f"{name} on {list(shape[1:])} images")
 
@@ -242,7 +242,9 @@ def _forward(module: Any) -> Any:
             out = next(iter(out.values()))
         if not isinstance(out, torch.Tensor):
             raise ConversionError(f"the model returns a {type(out).__name__}, not a tensor of class scores")
-        return out.detach().float().cpu().numpy()
+        from onnxplain.engine.torch_ops import to_numpy
+
+        return to_numpy(out)
 
     return run
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError, first_line
 
 from . import sniff
 from . import class_match
@@ -27,7 +27,6 @@ from .arch import candidates as arch_candidates
 from .arch import class_by_name
 from .options import ExportOptions
 from .pickle_scan import pickle_globals, suspicious_globals, torch_pickle_bytes
-from ..engine.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,8 @@ def _unpickle_trusted(src: Path, fmt: str, options: ExportOptions) -> Any:
     except _MissingClass as exc:
         raise UnsupportedModelError(
             f"{src.name} is a pickled model that needs class {exc.name} from module {exc.module}, whose code is not "
-            f"in the file; pass arch='path/to/model.py:{exc.name}' (the code of that class), or save a state_dict instead", params=("arch",)) from exc
+            f"in the file; pass arch='path/to/model.py:{exc.name}' (the code of that class), or save a state_dict instead",
+            params=("arch",)) from exc
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:

@@ -82,7 +82,8 @@ def _read_toml(text: str, path: Path) -> dict[str, dict[str, Any]]:
         raise BadInputError(f"`overrides` {path.name} is not valid TOML ({exc})", params=("overrides",)) from exc
     bad = [k for k, v in data.items() if not isinstance(v, dict)]
     if bad:
-        raise BadInputError(f"`overrides` {path.name}: {bad[0]!r} is not a table; write [{bad[0]}] and its settings", params=("overrides",))
+        raise BadInputError(f"`overrides` {path.name}: {bad[0]!r} is not a table; write [{bad[0]}] and its settings",
+                            params=("overrides",))
     return {str(k): dict(v) for k, v in data.items()}
 
 
@@ -94,9 +95,11 @@ def _check(values: dict[str, Any], ident: str, name: str) -> None:
         try:
             values["arch_args"] = json.loads(values["arch_args"])
         except json.JSONDecodeError as exc:
-            raise BadInputError(f"`overrides` {name}: arch_args of {ident!r} is not JSON ({exc.msg})", params=("overrides",)) from exc
+            raise BadInputError(f"`overrides` {name}: arch_args of {ident!r} is not JSON ({exc.msg})",
+                                params=("overrides",)) from exc
     if "class" in values and not str(values["class"]).isidentifier():
-        raise BadInputError(f"`overrides` {name}: class of {ident!r} must be a class name, not {values['class']!r}", params=("overrides",))
+        raise BadInputError(f"`overrides` {name}: class of {ident!r} must be a class name, not {values['class']!r}",
+                            params=("overrides",))
     try:
         ExportOptions.build(**export_settings(values))
     except BadInputError as exc:

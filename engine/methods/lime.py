@@ -405,7 +405,8 @@ def lime(
     weights = result.weights
     maps = np.stack([np.nan_to_num(w)[seg] for w, seg in zip(weights, segs)]).astype(np.float32)
     params = dict(samples=AUTO if auto else count, segments=segments, n_segments=int(n_segments),
-                  kernel_width=float(kernel_width), baseline=describe(baseline if baseline is not None else "mean"), top_k=top_k, impl=impl,
+                  kernel_width=float(kernel_width), baseline=describe(baseline if baseline is not None else "mean"),
+                  top_k=top_k, impl=impl,
                   batch_size=batch_size, seed=seed)
     if auto:
         params.update(max_samples=count, stability=float(stability))

@@ -12,7 +12,8 @@ map = max over channels of mean(|gradient|) over the samples: Captum's
 With `signed=True` the signed gradients are averaged and the map keeps the sign of the channel
 with the largest |mean gradient| (as saliency's `signed`).
 
-details (`SmoothGradDetails`): `attributions` (N, *input shape), the averaged (absolute or signed) gradient in the model's layout;
+details (`SmoothGradDetails`): `attributions` (N, *input shape), the averaged (absolute or signed) gradient in
+the model's layout;
 `noise_sd` (N,), the noise standard deviation used per image (model space).
 """
 from __future__ import annotations
