@@ -81,9 +81,9 @@ def test_preprocessing_defaults_sidecar_and_arguments() -> None:
     from_args = InputSpec.from_onnx(model, sidecar, scale=1.0, mean=[0.485, 0.456, 0.406], std=0.2, labels="food11")
     assert from_args.scale == 1.0 and from_args.mean == (0.485, 0.456, 0.406) and from_args.std == (0.2,) * 3
     assert from_args.labels == PRESETS["food11"]
-    with pytest.raises(BadInputError, match="mean has 2 values"):
+    with pytest.raises(BadInputError, match="`mean` has 2 values"):
         InputSpec.from_onnx(model, mean=[0.1, 0.2])
-    with pytest.raises(BadInputError, match="std must not contain 0"):
+    with pytest.raises(BadInputError, match="`std` must not contain 0"):
         InputSpec.from_onnx(model, std=0)
 
 

@@ -141,7 +141,7 @@ def test_layouts_give_the_same_curves(tiny_onnx, channels: int) -> None:
     np.testing.assert_allclose(curves[0].random_insertion, curves[1].random_insertion, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"baseline": "white"}, "unknown baseline"), ({"steps": 0}, "steps")])
+@pytest.mark.parametrize("kwargs, message", [({"baseline": "white"}, "unknown `baseline`"), ({"steps": 0}, "steps")])
 def test_bad_arguments_say_what_is_allowed(left_model: Model, left_saliency, kwargs, message) -> None:
     with pytest.raises(BadInputError, match=message):
         deletion_insertion(left_model, left_saliency, **kwargs)
