@@ -26,7 +26,9 @@ browser:
 	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || \
 	    (sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo apt-get install -y -qq chromium) >/dev/null; }
 
+# The import layers first (pyproject.toml [tool.importlinter]: cli > application > exporters > core), then the suite.
 test: install browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 --dist loadfile
 
 bench: install

@@ -84,7 +84,7 @@ def forward_throughput(
     n = max(pool or 0, *batch_sizes)
     data = forward_pool(x, n)
     if backend == "onnxruntime":
-        if model.device == "cuda":
+        if model.device_kind == "cuda":
             import torch
 
             xt = torch.from_numpy(data).to(model.torch_device)

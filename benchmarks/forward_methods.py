@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     def superpixels(model: Model, report: BenchReport) -> None:
         lime = explain(model, [image], "lime", seed=config.seed)
         sections.append(markdown(report) + f"\nOur LIME's superpixels on this face at {model.spec.height}x"
-                        f"{model.spec.width}: {int(lime.extras['n_segments'][0])} (SLIC, n_segments=50).\n")
+                        f"{model.spec.width}: {int(lime.details.n_segments[0])} (SLIC, n_segments=50).\n")
 
     reports = bench_models(args, [image], config, after=superpixels)
     head = (f"## LIME and occlusion, onnxplain vs references, on {reports[0].device_name}\n\n"

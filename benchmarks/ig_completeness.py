@@ -32,9 +32,9 @@ def row(name: str, model: Model, faces: np.ndarray, steps: int, tolerance: float
     start = time.perf_counter()
     e = explain(model, list(faces), "ig", steps=steps, tolerance=tolerance, target_output=output)
     seconds = time.perf_counter() - start
-    err = e.extras["completeness_error"]
+    err = e.details.completeness_error
     limit = tolerance if tolerance is not None else 0.01
-    used = dict(sorted(collections.Counter(e.extras["steps"].tolist()).items()))
+    used = dict(sorted(collections.Counter(e.details.steps.tolist()).items()))
     return (f"| {name} | {output} | {steps} | {tolerance if tolerance is not None else '-'} | {np.median(err):.4f} | "
             f"{(err <= limit).mean():.0%} | {err.max():.3g} | {', '.join(f'{k}: {v}' for k, v in used.items())} | "
             f"{seconds:.1f} |")

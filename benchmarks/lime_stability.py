@@ -74,9 +74,9 @@ def run_config(model: Model, faces: np.ndarray, targets: np.ndarray, config: str
         params = {"samples": "auto", "max_samples": args.max_samples, "stability": args.stability}
     start = time.perf_counter()
     e = explain(model, list(faces), "lime", targets=targets, seed=seed, **params)
-    return {"seconds": time.perf_counter() - start, "weights": e.extras["weights"],
-            "forwards": np.asarray(e.extras["samples_used"], dtype=np.int64),
-            "stability": np.asarray(e.extras["stability"], dtype=np.float64)}
+    return {"seconds": time.perf_counter() - start, "weights": e.details.weights,
+            "forwards": np.asarray(e.details.samples_used, dtype=np.int64),
+            "stability": np.asarray(e.details.stability, dtype=np.float64)}
 
 
 def bench_model(key: str, args: argparse.Namespace, configs: Sequence[str]) -> dict[str, Any]:

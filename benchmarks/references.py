@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 
+from onnxplain.engine.baselines import baseline_images
 from onnxplain.engine.errors import BadInputError, OnnxplainError
+from onnxplain.engine.methods.occlusion import hw_pair
+from onnxplain.engine.torch_ops import to_numpy
 
 if TYPE_CHECKING:
     import torch
@@ -63,15 +66,6 @@ def _require(package: str) -> Any:
             f"comparing with the references needs the {package.split('.')[0]} package, a test extra: "
             f"pip install 'onnxplain[test]'"
         ) from None
-
-
-def _to_numpy(t: "torch.Tensor") -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def _hw(value: int | Sequence[int]) -> tuple[int, int]:
-    vals = [value, value] if np.isscalar(value) else list(value)  # type: ignore[arg-type]
-    return int(vals[0]), int(vals[1])
 
 
 class References:
@@ -147,7 +141,7 @@ def captum_saliency(refs: References, x: np.ndarray, targets: np.ndarray, params
     attr = _require("captum.attr")
     xt, tt = refs.tensors(x, targets)
     sal, axis = attr.Saliency(refs.scored(params)), refs.model.spec.channel_axis
-    return {"": lambda: _to_numpy(sal.attribute(xt, target=tt, abs=True).amax(dim=axis))}
+    return {"": lambda: to_numpy(sal.attribute(xt, target=tt, abs=True).amax(dim=axis))}
 
 
 def captum_smoothgrad(refs: References, x: np.ndarray, targets: np.ndarray, params: dict[str, Any],
@@ -160,7 +154,7 @@ def captum_smoothgrad(refs: References, x: np.ndarray, targets: np.ndarray, para
     samples = int(params.get("samples", 25))
     # Captum takes one standard deviation per input tensor; ours is per image: use their mean.
     sd = float(noise_sd(x, float(params.get("sigma", 0.15))).mean())
-    return {"": lambda: _to_numpy(tunnel.attribute(
+    return {"": lambda: to_numpy(tunnel.attribute(
         xt, nt_type="smoothgrad", nt_samples=samples, stdevs=sd, target=tt, abs=True).amax(dim=axis))}
 
 
@@ -175,7 +169,7 @@ def captum_ig(refs: References, x: np.ndarray, targets: np.ndarray, params: dict
     base = torch.tensor(make_baseline(refs.model.spec, x, params.get("baseline", "black"), seed), device=xt.device)
     ig, axis = attr.IntegratedGradients(refs.scored(params)), refs.model.spec.channel_axis
     steps, how = int(params.get("steps", 50)), params.get("integration", "gausslegendre")
-    return {"": lambda: _to_numpy(ig.attribute(
+    return {"": lambda: to_numpy(ig.attribute(
         xt, baselines=base, target=tt, n_steps=steps, method=how, internal_batch_size=batch_size).sum(dim=axis))}
 
 
@@ -190,7 +184,7 @@ def captum_gradcam(refs: References, x: np.ndarray, targets: np.ndarray, params:
         module = refs.scored(params)
         cam = attr.LayerGradCam(module, refs.module_for_value(module, layer.output))
     size = (refs.model.spec.height, refs.model.spec.width)
-    return {"": lambda: _to_numpy(attr.LayerAttribution.interpolate(
+    return {"": lambda: to_numpy(attr.LayerAttribution.interpolate(
         cam.attribute(xt, target=tt, relu_attributions=True), size, "bilinear").squeeze(1))}
 
 
@@ -199,20 +193,18 @@ def captum_occlusion(refs: References, x: np.ndarray, targets: np.ndarray, param
     attr = _require("captum.attr")
     import torch
 
-    from onnxplain.engine.methods.occlusion import baseline_images
-
     spec = refs.model.spec
-    (wh, ww), (sh, sw) = _hw(params.get("window", 8)), _hw(params.get("stride", 4))
+    (wh, ww), (sh, sw) = hw_pair(params.get("window", 8), "window"), hw_pair(params.get("stride", 4), "stride")
     if spec.layout == "NCHW":
         shape, strides = (spec.channels, wh, ww), (spec.channels, sh, sw)
     else:
         shape, strides = (wh, ww, spec.channels), (sh, sw, spec.channels)
     xt, tt = refs.tensors(x, targets, grad=False)
     # Our baseline is given in pixels (0 = black) or by name; Captum takes it in model space.
-    base = torch.tensor(baseline_images(refs.model, x, params.get("baseline", 0.0), (wh, ww)), device=xt.device)
+    base = torch.tensor(baseline_images(spec, x, params.get("baseline", 0.0)), device=xt.device)
     occ, axis = attr.Occlusion(refs.plain), spec.channel_axis
     # Captum credits every channel under the window with the same drop: their mean is our map.
-    return {"": lambda: _to_numpy(occ.attribute(
+    return {"": lambda: to_numpy(occ.attribute(
         xt, sliding_window_shapes=shape, strides=strides, baselines=base, target=tt,
         perturbations_per_eval=CAPTUM_OCCLUSION_PER_EVAL).mean(dim=axis))}
 

@@ -118,7 +118,7 @@ def environment(device: str, model: "Model | None" = None) -> dict[str, Any]:
     session use (0: onnxruntime's default, one per physical core), GPU, library versions."""
     import torch
 
-    from onnxplain.engine.explanation import library_versions
+    from onnxplain.engine.versions import library_versions
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -29,9 +29,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib import metadata
+        from ..engine.versions import onnxplain_version
 
-        typer.echo(f"onnxplain {metadata.version('onnxplain')}")
+        typer.echo(f"onnxplain {onnxplain_version()}")
         raise typer.Exit()
 
 

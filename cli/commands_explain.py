@@ -60,7 +60,8 @@ def explain_command(
     tolerance: IgToleranceOpt = None,
     target_output: TargetOutputOpt = None,
     baseline: Annotated[Optional[str], typer.Option(
-        "--baseline", help="IG: black, blurred or noise; occlusion: a pixel value 0..255, mean or blur.",
+        "--baseline", help="IG, occlusion, LIME: black, blur, mean, noise or a pixel value 0..255 (defaults: IG black, "
+                          "occlusion 0, LIME mean: each superpixel's mean colour).",
         rich_help_panel=METHOD_PANEL, show_default=False)] = None,
     sigma: Annotated[Optional[float], typer.Option(
         "--sigma", min=0.0, help="SmoothGrad noise (a fraction of the input range).", rich_help_panel=METHOD_PANEL,

@@ -71,6 +71,8 @@ def grade_command(
     Re-running skips submissions whose files and options are unchanged."""
     from onnxplain.engine.errors import BadInputError
     from onnxplain.engine.grading import GradeOptions, discover_submissions, run_pool, status_counts, write_summary
+
+    from .flags import grade_row
     from onnxplain.engine.grading.overrides import read_overrides
     from onnxplain.engine.registry import method_names
 
@@ -121,6 +123,7 @@ def grade_command(
         else:
             run.progress(f"grading {len(subs)} submissions with {workers} worker(s)", 0.0)
             rows = run_pool(subs, options, folder, workers=workers, progress=progress)
+        rows = [grade_row(r) for r in rows]
         index = write_summary(folder, rows, options)
         doc = {"command": "grade", "out": str(folder), "index": str(index), "counts": status_counts(rows),
                "skipped": sum(1 for r in rows if r.get("skipped")), "submissions": len(rows)}

@@ -16,16 +16,21 @@ import os
 import sys
 from typing import Any, Sequence
 
-from typer import _click
+import typer
 from typer.core import TyperGroup
 from typer.exceptions import Abort, Exit
 
 from onnxplain.engine.errors import OnnxplainError
 
+from .flags import flag_message
+
 USER_ERROR = 2
 INTERNAL_ERROR = 1
 INTERRUPTED = 130
 DEBUG_ENV = "ONNXPLAIN_DEBUG"
+# Recent Typer releases vendor click (as a private module), older ones raise click's own exceptions:
+# the public typer.BadParameter derives from whichever ClickException the installed Typer raises.
+CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def debug_requested(args: Sequence[str]) -> bool:
@@ -63,6 +68,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return one_line(super().format(record))
 
 
+def _is_help_page(exc: Exception) -> bool:
+    """True for click's NoArgsIsHelpError (a group called without a command; click >= 8.2), which carries the
+    group's help page. Matched by name: neither Typer nor every click release it allows exports the class."""
+    return any(c.__name__ == "NoArgsIsHelpError" for c in type(exc).__mro__)
+
+
 class OnnxplainGroup(TyperGroup):
     """The `onnxplain` command group, with the exit-code contract above."""
 
@@ -82,13 +93,13 @@ class OnnxplainGroup(TyperGroup):
         except OnnxplainError as exc:
             if debug:
                 raise
-            fail(str(exc), USER_ERROR)
-        except _click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(USER_ERROR)
-        except _click.exceptions.ClickException as exc:
+            fail(flag_message(exc), USER_ERROR)
+        except CLICK_EXCEPTION as exc:
+            if _is_help_page(exc):  # a group called without a command (no_args_is_help): its help, exit 2
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(USER_ERROR)
             command = f"{exc.ctx.command_path} --help" if getattr(exc, "ctx", None) is not None else "onnxplain --help"
-            fail(f"{exc.format_message()} (see `{command}`)", exc.exit_code)
+            fail(f"{exc.format_message()} (see `{command}`)", exc.exit_code)  # type: ignore[attr-defined]
         except (Abort, KeyboardInterrupt):
             fail("interrupted", INTERRUPTED)
         except Exit as exc:

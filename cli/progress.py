@@ -16,10 +16,6 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgre
 ProgressFn = Callable[[str, Optional[float]], None]
 
 
-def no_progress(description: str, fraction: float | None) -> None:
-    """A progress callable that draws nothing."""
-
-
 class ProgressBars:
     """Callable progress reporter; `close()` stops the display (also used as a context manager)."""
 

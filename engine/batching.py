@@ -1,9 +1,10 @@
 """The one batching helper. `Model.predict` and every torch loop slice work through here."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import numpy as np
+if TYPE_CHECKING:
+    import torch
 
 
 def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
@@ -27,12 +28,3 @@ def torch_batched(fn: Callable[..., Any], *tensors: "torch.Tensor", batch_size: 
     if isinstance(parts[0], tuple):
         return tuple(torch.cat(column, dim=0) for column in zip(*parts))
     return torch.cat(parts, dim=0)
-
-
-def numpy_batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Apply `fn` to slices of `x` and concatenate the results along axis 0."""
-    n = x.shape[0]
-    if n <= batch_size:
-        return fn(x)
-    outs: Sequence[np.ndarray] = [fn(x[s]) for s in batch_slices(n, batch_size)]
-    return np.concatenate(outs, axis=0)

@@ -13,18 +13,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import BadInputError, OnnxplainError
-from .explanation import library_versions
+from .progress import Progress
 from .registry import explain, get_method
 from .render import figures
 from .render.compare import render_activation_rows, render_model_rows
 from .render.html import Section, render_report_html
 from .report import _resolve_methods, middle_conv_layer, summary_tables
 from .sidecar import write_json_atomic
+from .versions import library_versions
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from .model import Model
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, "float | None"], None]
 DEFAULT_METHODS = ("saliency", "gradcam")
 
 
@@ -75,7 +75,8 @@ def build_comparison(
     chosen = _resolve_methods(list(methods) if methods else list(DEFAULT_METHODS))
     layer_names = list(layers or [])
     if len(layer_names) > len(models):
-        raise BadInputError(f"{len(layer_names)} --layer names for {len(models)} models; give one per model, in order")
+        raise BadInputError(f"{len(layer_names)} `layers` for {len(models)} models; give one per model, in order",
+                            params=("layers",))
     layer_names += [None] * (len(models) - len(layer_names))
     feature_layers = [m.find_layer(n, kind="conv") if n else middle_conv_layer(m) for m, n in zip(models, layer_names)]
     datasets = [_check_data(m, d, datasets[0]) for m, d in zip(models, datasets)]

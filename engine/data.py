@@ -111,7 +111,7 @@ class Dataset:
         if missing:
             raise BadInputError(
                 f"{self.source}: classes {', '.join(missing)} are not among the model's labels "
-                f"({', '.join(names)}); pass --labels with the dataset's class order"
+                f"({', '.join(names)}); pass `labels` with the dataset's class order", params=("labels",)
             )
         mapping = np.array([lowered.index(c.lower()) for c in self.class_names], dtype=np.int64)
         return replace(self, labels=mapping[self.labels], class_names=names)
@@ -586,7 +586,7 @@ def select_per_class(ds: Dataset, k: int, seed: int = 0) -> np.ndarray:
     """Indices of `k` images of each class (fewer where a class has fewer), grouped by class in
     class order, chosen at random with `seed` (the same seed gives the same images)."""
     if k < 1:
-        raise BadInputError(f"--per-class must be at least 1, got {k}")
+        raise BadInputError(f"`per_class` must be at least 1, got {k}", params=("per_class",))
     if ds.labels is None:
         raise BadInputError(f"{ds.source} has no labels, so images cannot be picked per class; give INPUTS instead")
     rng = np.random.default_rng(seed)

@@ -13,16 +13,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from .progress import Progress
+
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, "float | None"], None]
 
 SIZE = 32
 CLASSES = tuple(str(d) for d in range(10))

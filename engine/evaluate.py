@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .batching import batch_slices
 from .data import Dataset
 from .errors import BadInputError
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .model import Model
 
-Progress = Callable[[str, "float | None"], None]
 TOP_PAIRS = 5
 
 

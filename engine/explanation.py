@@ -1,14 +1,14 @@
 """Explanation: the one result type. Raw float32 maps plus everything needed to reproduce them."""
 from __future__ import annotations
 
-import functools
-import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .details import Details
 from .sidecar import plain
+from .versions import library_versions
 
 if TYPE_CHECKING:
     from .model import Model
@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 class Explanation:
     """Renderers only read this. `maps` is (N, H, W) float32 in the model's input resolution.
 
-    `extras` holds method-specific arrays and figures (signed attributions, LIME weights and
-    segments, completeness errors, ...); `params` the method parameters as called.
+    `details` holds what the method computed besides the maps (one `engine.details` dataclass per
+    method: signed attributions, LIME weights and segments, completeness errors, ...); `params` the
+    method parameters as called.
     """
 
     method: str
@@ -33,7 +34,7 @@ class Explanation:
     labels: tuple[str, ...] | None = None
     seconds: float = 0.0
     device: str = "cpu"
-    extras: dict[str, Any] = field(default_factory=dict)
+    details: Details | None = None
 
     def __post_init__(self) -> None:
         if self.maps.ndim != 3 or self.maps.dtype != np.float32:
@@ -52,21 +53,13 @@ class Explanation:
 
     def take(self, indices: Any) -> "Explanation":
         """The explanation of some of the images (figures that show a sample): every per-image array,
-        extras included (those whose first dimension is the number of images), indexed the same way."""
+        the details' included (those whose first dimension is the number of images), indexed the same way."""
         from dataclasses import replace
 
         idx = np.asarray(indices, dtype=np.int64)
-        n = len(self)
-
-        def pick(v: Any) -> Any:
-            if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == n:
-                return v[idx]
-            if isinstance(v, (list, tuple)) and len(v) == n:
-                return type(v)(v[i] for i in idx.tolist())
-            return v
-
+        details = self.details.take(idx, len(self)) if self.details is not None else None
         return replace(self, maps=self.maps[idx], inputs=self.inputs[idx], targets=self.targets[idx],
-                       scores=self.scores[idx], extras={k: pick(v) for k, v in self.extras.items()})
+                       scores=self.scores[idx], details=details)
 
     def target_name(self, i: int) -> str:
         t = int(self.targets[i])
@@ -74,10 +67,9 @@ class Explanation:
 
     def record(self, i: int | None = None) -> dict[str, Any]:
         """JSON-ready summary (no big arrays): per image when `i` is given, else for the whole call."""
-        scalars = {k: plain(v) for k, v in self.extras.items() if _is_small(v)}
+        scalars = plain(self.details.record()) if self.details is not None else {}
         if i is not None:
-            per_image = {k: plain(v[i]) for k, v in self.extras.items()
-                         if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == len(self) and v.ndim == 1}
+            per_image = plain(self.details.record_image(i, len(self))) if self.details is not None else {}
             return {
                 "method": self.method, "index": i, "target": int(self.targets[i]), "target_name": self.target_name(i),
                 "score": float(self.scores[i]), "params": plain(self.params), "seconds": self.seconds,
@@ -101,7 +93,7 @@ def make_explanation(
     *,
     params: dict[str, Any],
     scores: np.ndarray | None = None,
-    extras: dict[str, Any] | None = None,
+    details: Details | None = None,
 ) -> Explanation:
     """Fill in what every method shares (scores, model hash, versions) so methods only compute maps."""
     targets = np.asarray(targets, dtype=np.int64)
@@ -119,24 +111,6 @@ def make_explanation(
         versions=library_versions(),
         labels=model.spec.labels,
         device=model.device,
-        extras=dict(extras or {}),
+        details=details,
     )
 
-
-@functools.lru_cache(maxsize=1)
-def library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist in ("onnxplain", "numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "torch", "onnx2torch", "scikit-image"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def _is_small(v: Any) -> bool:
-    if isinstance(v, (int, float, str, bool)) or v is None:
-        return True
-    return isinstance(v, np.ndarray) and v.ndim == 1 and v.size <= 4096

@@ -25,6 +25,11 @@ History = list[dict[str, float]]
 SUFFIXES = (".csv", ".json", ".pkl", ".pickle", ".npy")
 
 
+
+def _bad(message: str) -> BadInputError:
+    """A history error; it names the parameter `history` (the CLI's --history)."""
+    return BadInputError(message, params=("history",))
+
 def read_history(spec: str | os.PathLike[str]) -> History:
     """One history from a file, or from `name=file.npy,...` pairs (one `.npy` per metric)."""
     text = str(spec)
@@ -32,7 +37,7 @@ def read_history(spec: str | os.PathLike[str]) -> History:
         return _from_npy_pairs(text)
     path = Path(text)
     if not path.is_file():
-        raise BadInputError(f"--history {path}: no such file")
+        raise _bad(f"`history` {path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _from_table(_read_csv(path), path)
@@ -41,8 +46,8 @@ def read_history(spec: str | os.PathLike[str]) -> History:
     if suffix in (".pkl", ".pickle"):
         return _from_columns(_read_pickle(path), path, epoch_key=None)
     if suffix == ".npy":
-        raise BadInputError(f"--history {path}: name the metric of a .npy file, e.g. --history loss={path}")
-    raise BadInputError(f"--history {path}: unknown format {suffix or '(no suffix)'}; give a Keras CSVLogger CSV, "
+        raise _bad(f'`history` {path}: name the metric of a .npy file, e.g. history="loss={path}"')
+    raise _bad(f"`history` {path}: unknown format {suffix or '(no suffix)'}; give a Keras CSVLogger CSV, "
                         "a JSON or pickled History.history dict, a CSV/JSON table with an epoch column, or "
                         "loss=a.npy,accuracy=b.npy")
 
@@ -51,7 +56,7 @@ def read_histories(specs: Sequence[str] | None, count: int) -> list[History | No
     """`--history` given once per model, in order (fewer than models: the rest have none)."""
     given = list(specs or [])
     if len(given) > count:
-        raise BadInputError(f"{len(given)} --history files for {count} models; give at most one per model, in order")
+        raise _bad(f"{len(given)} `history` files for {count} models; give at most one per model, in order")
     return [read_history(s) for s in given] + [None] * (count - len(given))
 
 
@@ -61,21 +66,21 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         with path.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise BadInputError(f"--history {path}: not a readable CSV file ({exc})") from exc
+        raise _bad(f"`history` {path}: not a readable CSV file ({exc})") from exc
 
 
 def _from_json(path: Path) -> History:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"--history {path}: not valid JSON ({exc})") from exc
+        raise _bad(f"`history` {path}: not valid JSON ({exc})") from exc
     if isinstance(data, list):
         return _from_table(data, path)
     if isinstance(data, dict) and isinstance(data.get("history"), dict):
         data = data["history"]  # {"history": History.history, "params": ...}, as some students dump it
     if isinstance(data, dict):
         return _from_columns(data, path, epoch_key="epoch" if "epoch" in data else None)
-    raise BadInputError(f"--history {path}: JSON holds a {type(data).__name__}, not a History.history dict "
+    raise _bad(f"`history` {path}: JSON holds a {type(data).__name__}, not a History.history dict "
                         "or a list of per-epoch records")
 
 
@@ -91,10 +96,10 @@ def _read_pickle(path: Path) -> dict[str, Any]:
         data = _NoGlobals(io.BytesIO(path.read_bytes())).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
             AttributeError, MemoryError, RecursionError, OSError) as exc:
-        raise BadInputError(f"--history {path}: refused: only a pickled dict of plain lists of numbers is read "
+        raise _bad(f"`history` {path}: refused: only a pickled dict of plain lists of numbers is read "
                             f"({exc}); save history.history with json.dump instead") from exc
     if not isinstance(data, dict):
-        raise BadInputError(f"--history {path}: the pickle holds a {type(data).__name__}, not a History.history dict")
+        raise _bad(f"`history` {path}: the pickle holds a {type(data).__name__}, not a History.history dict")
     return data
 
 
@@ -105,16 +110,16 @@ def _from_npy_pairs(text: str) -> History:
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         name, sep, file = part.partition("=")
         if not sep or not name.strip() or not file.strip():
-            raise BadInputError(f"--history {text}: expected name=file.npy pairs separated by commas, got {part!r}")
+            raise _bad(f"`history` {text}: expected name=file.npy pairs separated by commas, got {part!r}")
         path = Path(file.strip())
         if path.suffix.lower() != ".npy" or not path.is_file():
-            raise BadInputError(f"--history {part}: {path} is not an existing .npy file")
+            raise _bad(f"`history` {part}: {path} is not an existing .npy file")
         try:
             values = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise BadInputError(f"--history {part}: not a readable .npy array ({exc})") from exc
+            raise _bad(f"`history` {part}: not a readable .npy array ({exc})") from exc
         if values.ndim != 1 or values.dtype.kind not in "iuf":
-            raise BadInputError(f"--history {part}: needs a 1-D array of numbers (one per epoch), "
+            raise _bad(f"`history` {part}: needs a 1-D array of numbers (one per epoch), "
                                 f"got {values.dtype} of shape {values.shape}")
         columns[name.strip()] = values.tolist()
     return _from_columns(columns, Path(text), epoch_key=None)
@@ -123,10 +128,10 @@ def _from_npy_pairs(text: str) -> History:
 # ---------------------------------------------------------------------------- into one shape
 def _from_table(records: list[Any], path: Path) -> History:
     if not records or not all(isinstance(r, dict) for r in records):
-        raise BadInputError(f"--history {path}: needs one record per epoch, found none")
+        raise _bad(f"`history` {path}: needs one record per epoch, found none")
     keys = list(records[0])
     if "epoch" not in keys:
-        raise BadInputError(f"--history {path}: a table needs an epoch column; its columns are {', '.join(keys)}")
+        raise _bad(f"`history` {path}: a table needs an epoch column; its columns are {', '.join(keys)}")
     columns = {k: [r.get(k) for r in records] for k in keys}
     return _from_columns(columns, path, epoch_key="epoch")
 
@@ -134,16 +139,16 @@ def _from_table(records: list[Any], path: Path) -> History:
 def _from_columns(columns: dict[Any, Any], path: Path, *, epoch_key: str | None) -> History:
     metrics = {str(k): v for k, v in columns.items() if k != epoch_key}
     if not metrics:
-        raise BadInputError(f"--history {path}: holds no metrics (only {epoch_key or 'nothing'})")
+        raise _bad(f"`history` {path}: holds no metrics (only {epoch_key or 'nothing'})")
     lengths = set()
     values: dict[str, list[float]] = {}
     for key, col in metrics.items():
         if not isinstance(col, (list, tuple)):
-            raise BadInputError(f"--history {path}: {key!r} is a {type(col).__name__}, not a list of per-epoch values")
+            raise _bad(f"`history` {path}: {key!r} is a {type(col).__name__}, not a list of per-epoch values")
         values[key] = [_number(v, key, path) for v in col]
         lengths.add(len(col))
     if len(lengths) != 1 or 0 in lengths:
-        raise BadInputError(f"--history {path}: metrics have different numbers of epochs ({sorted(lengths)})")
+        raise _bad(f"`history` {path}: metrics have different numbers of epochs ({sorted(lengths)})")
     n = lengths.pop()
     epochs = [int(_number(e, "epoch", path)) for e in columns[epoch_key]] if epoch_key else list(range(1, n + 1))
     if epoch_key and epochs and epochs[0] == 0:
@@ -153,11 +158,11 @@ def _from_columns(columns: dict[Any, Any], path: Path, *, epoch_key: str | None)
 
 def _number(value: Any, key: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BadInputError(f"--history {path}: {key!r} holds {type(value).__name__} values, not numbers")
+        raise _bad(f"`history` {path}: {key!r} holds {type(value).__name__} values, not numbers")
     try:
         number = float(value)
     except ValueError as exc:
-        raise BadInputError(f"--history {path}: {key!r} holds {value!r}, not a number") from exc
+        raise _bad(f"`history` {path}: {key!r} holds {value!r}, not a number") from exc
     if math.isinf(number):
-        raise BadInputError(f"--history {path}: {key!r} holds an infinite value")
+        raise _bad(f"`history` {path}: {key!r} holds an infinite value")
     return number

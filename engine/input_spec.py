@@ -71,13 +71,14 @@ class InputSpec:
             if len(shape) == 3:
                 shape = [None, *shape]
             if len(shape) != 4:
-                raise BadInputError(f"--input-shape {list(input_shape)} must have 4 numbers (N,C,H,W or N,H,W,C)")
+                raise BadInputError(f"`input_shape` {list(input_shape)} must have 4 numbers (N,C,H,W or N,H,W,C)",
+                                    params=("input_shape",))
             if len(dims) == 4:
                 for got, want in zip(dims[1:], shape[1:]):
                     if got is not None and got != want:
                         raise BadInputError(
-                            f"--input-shape {shape[1:]} does not match the model's input {dims}; leave it out or fix it"
-                        )
+                            f"`input_shape` {shape[1:]} does not match the model's input {dims}; leave it out or fix it",
+                            params=("input_shape",))
             dims = [dims[0] if dims else None, *shape[1:]]
         if len(dims) != 4:
             raise UnsupportedModelError(
@@ -94,15 +95,15 @@ class InputSpec:
         c = c or side_in.get("channels")
         if not h or not w or not c:
             raise BadInputError(
-                f"input {value.name!r} has dynamic size {dims}; pass --input-shape 1,C,H,W (or 1,H,W,C for NHWC)"
-            )
+                f'input {value.name!r} has dynamic size {dims}; pass input_shape="1,C,H,W" (or "1,H,W,C" for NHWC)',
+                params=("input_shape",))
         if c not in _CHANNEL_COUNTS:
             raise UnsupportedModelError(f"input {value.name!r} has {c} channels; onnxplain explains 1- or 3-channel images")
         pre_scale = scale if scale is not None else side_pre.get("scale", 1.0 / 255.0)
         pre_mean = _per_channel(mean if mean is not None else side_pre.get("mean", 0.0), c, "mean")
         pre_std = _per_channel(std if std is not None else side_pre.get("std", 1.0), c, "std")
         if any(s == 0 for s in pre_std):
-            raise BadInputError("--std must not contain 0")
+            raise BadInputError("`std` must not contain 0", params=("std",))
         names = parse_labels(labels) if labels is not None else parse_labels(sidecar.get("labels"))
         order = str(channel_order or side_pre.get("channel_order") or "RGB").upper()
         if order not in CHANNEL_ORDERS:
@@ -151,6 +152,14 @@ class InputSpec:
             return (self.channels, self.height, self.width)
         return (self.height, self.width, self.channels)
 
+    def to_nhwc(self, x: np.ndarray) -> np.ndarray:
+        """A batch in the model's layout as (N, H, W, C) (a view when the model is NHWC or NCHW alike)."""
+        return x if self.layout == "NHWC" else x.transpose(0, 2, 3, 1)
+
+    def from_nhwc(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) back to the model's layout, C-contiguous."""
+        return np.ascontiguousarray(x if self.layout == "NHWC" else x.transpose(0, 3, 1, 2))
+
     def label(self, index: int) -> str:
         if self.labels and 0 <= index < len(self.labels):
             return self.labels[index]
@@ -165,8 +174,8 @@ class InputSpec:
         else:
             lowered = [n.lower() for n in (self.labels or ())]
             if str(target).lower() not in lowered:
-                known = ", ".join(self.labels) if self.labels else "none (give --labels)"
-                raise BadInputError(f"unknown class {target!r}; known labels: {known}")
+                known = ", ".join(self.labels) if self.labels else "none (give `labels`)"
+                raise BadInputError(f"unknown class {target!r}; known labels: {known}", params=("labels",))
             idx = lowered.index(str(target).lower())
         limit = n_classes if n_classes is not None else (len(self.labels) if self.labels else None)
         if idx < 0 or (limit is not None and idx >= limit):
@@ -224,8 +233,7 @@ class InputSpec:
         x = (pixels.astype(np.float32) * np.float32(self.scale) - np.asarray(self.mean, np.float32)) / np.asarray(
             self.std, np.float32
         )
-        if self.layout == "NCHW":
-            x = np.transpose(x, (0, 3, 1, 2))
+        x = x if self.layout == "NHWC" else x.transpose(0, 3, 1, 2)  # (from_nhwc would copy twice)
         # A fresh C-order copy: ascontiguousarray keeps odd strides on a size-1 channel axis, which torch
         # then reads as channels_last, and a student's x.view(-1, n) fails on it.
         return np.array(x, dtype=np.float32, order="C", copy=True)
@@ -235,9 +243,7 @@ class InputSpec:
 
     def model_to_pixels(self, x: np.ndarray) -> np.ndarray:
         """Model input -> (N, H, W, C) float32 pixels 0..255 (clipped), for display."""
-        x = np.asarray(x, dtype=np.float32)
-        if self.layout == "NCHW":
-            x = np.transpose(x, (0, 2, 3, 1))
+        x = self.to_nhwc(np.asarray(x, dtype=np.float32))
         pix = (x * np.asarray(self.std, np.float32) + np.asarray(self.mean, np.float32)) / np.float32(self.scale)
         if self.bgr:
             pix = pix[..., ::-1]
@@ -277,8 +283,8 @@ def _resolve_layout(dims: list[int | None], chosen: str | None) -> Layout:
     if last_is_c and not first_is_c:
         return "NHWC"
     raise BadInputError(
-        f"cannot tell the layout of input shape {dims} (channels first or last?); pass --layout NCHW or --layout NHWC"
-    )
+        f'cannot tell the layout of input shape {dims} (channels first or last?); pass layout="NCHW" or layout="NHWC"',
+        params=("layout",))
 
 
 def _per_channel(value: Sequence[float] | float, channels: int, what: str) -> tuple[float, ...]:
@@ -286,7 +292,7 @@ def _per_channel(value: Sequence[float] | float, channels: int, what: str) -> tu
     if len(vals) == 1:
         return tuple(vals * channels)
     if len(vals) != channels:
-        raise BadInputError(f"--{what} has {len(vals)} values but the model has {channels} channels")
+        raise BadInputError(f"`{what}` has {len(vals)} values but the model has {channels} channels", params=(what,))
     return tuple(vals)
 
 

@@ -25,7 +25,6 @@ def parse_labels(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, 
     names = tuple(v.strip() for v in value.split(","))
     if len(names) < 2 or any(not n for n in names):
         raise BadInputError(
-            f"--labels {value!r} is neither a preset ({', '.join(sorted(PRESETS))}) "
-            "nor a comma-separated list of at least two names such as 'cat,dog'"
-        )
+            f"labels={value!r} is neither a preset ({', '.join(sorted(PRESETS))}) "
+            "nor a comma-separated list of at least two names such as 'cat,dog'", params=("labels",))
     return names

@@ -1,6 +1,7 @@
 """Model: an ONNX file, its InputSpec, an onnxruntime session and (lazily) an equivalent torch module.
 
-The device is chosen once, explicitly (`cpu` or `cuda`); `auto` is resolved by the CLI.
+The device is chosen once, explicitly ("cpu", "cuda", "cuda:N" or a torch.device: `engine.devices`);
+`auto` is resolved by the CLI.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import numpy as np
 import onnx
 
 from .batching import batch_slices
-from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError
+from .devices import DeviceLike, device_name, parse_device
+from .errors import BadInputError, ConversionError, DeviceError, UnsupportedModelError, first_line
 from .input_spec import InputSpec
 from .layers import LayerInfo, onnx_layers
 from .output_head import TargetOutput, as_probabilities, check_target_output, final_softmax, score_graph
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Device = Literal["cpu", "cuda"]
+Device = Literal["cpu", "cuda"]  # the kind of device; `engine.devices` parses the forms a caller may give
 OutputKind = Literal["probabilities", "logits"]
 TORCH_PARITY_WARN = 1e-4
 MAX_MODEL_BYTES = 2 * 1024**3
@@ -69,7 +71,7 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UnsupportedModelError(f"{p} fails the ONNX checker: {first}") from exc
     return model
 
@@ -96,7 +98,7 @@ class Model:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        device: Device = "cpu",
+        device: DeviceLike = "cpu",
         *,
         layout: str | None = None,
         input_shape: Sequence[int] | None = None,
@@ -107,10 +109,11 @@ class Model:
         threads: int | None = None,
         channel_order: str | None = None,
     ) -> None:
-        if device not in ("cpu", "cuda"):
-            raise BadInputError(f"device {device!r} is not 'cpu' or 'cuda' (resolve 'auto' before building a Model)")
+        kind, index = parse_device(device)
         self.path = Path(path)
-        self.device: Device = device
+        self.device = device_name(device)  # "cpu", "cuda" or "cuda:N"
+        self.device_kind: Device = kind  # type: ignore[assignment]
+        self.device_index = index or 0  # the GPU onnxruntime and the IO binding use (plain "cuda": 0)
         self.onnx = load_onnx(self.path)
         self.sha256 = file_sha256(self.path)
         self.sidecar: dict[str, Any] = read_sidecar(self.path) or {}
@@ -143,27 +146,31 @@ class Model:
         opts.log_severity_level = 3
         if self._threads:
             opts.intra_op_num_threads = int(self._threads)
-        if self.device == "cuda":
+        if self.device_kind == "cuda":
             _preload_cuda_libraries(ort)
-            # TF32 would change maps by ~1e-3 against the CPU's; explanations must not depend on the device.
-            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0}), "CPUExecutionProvider"]
-        else:
-            providers = ["CPUExecutionProvider"]
         try:
-            sess = ort.InferenceSession(self.onnx.SerializeToString(), sess_options=opts, providers=providers)
+            sess = ort.InferenceSession(self.onnx.SerializeToString(), sess_options=opts, providers=self.providers())
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UnsupportedModelError(f"onnxruntime cannot run {self.path}: {first}") from exc
-        if self.device == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
-            raise DeviceError(f"--device cuda was asked for but onnxruntime fell back to CPU: {_cuda_fallback_reason(ort)}")
+        if self.device_kind == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
+            raise DeviceError(f'device="{self.device}" was asked for but onnxruntime fell back to CPU: '
+                              f"{_cuda_fallback_reason(ort)}", params=("device",))
         return sess
+
+    def providers(self) -> list[Any]:
+        """onnxruntime's execution providers for this device: on "cuda:N" the CUDA provider on GPU N (device_id)."""
+        if self.device_kind != "cuda":
+            return ["CPUExecutionProvider"]
+        # TF32 would change maps by ~1e-3 against the CPU's; explanations must not depend on the device.
+        return [("CUDAExecutionProvider", {"device_id": self.device_index, "use_tf32": 0}), "CPUExecutionProvider"]
 
     def _probe_classes(self) -> int:
         probe = np.zeros((1, *self.spec.shape), dtype=np.float32)
         try:
             y = self.session.run([self.output_name], {self.spec.input_name: probe})[0]
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UnsupportedModelError(
                 f"{self.path} does not run on a (1, {', '.join(map(str, self.spec.shape))}) input: {first}"
             ) from exc
@@ -188,7 +195,7 @@ class Model:
         `io_binding` (default: on for cuda) runs through `predict_tensor`, onnxruntime IO binding.
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if io_binding if io_binding is not None else self.device == "cuda":
+        if io_binding if io_binding is not None else self.device_kind == "cuda":
             import torch
 
             return self.predict_tensor(torch.from_numpy(x), batch_size)
@@ -196,7 +203,7 @@ class Model:
         if x.shape[0] == 0:
             return np.zeros((0, self.n_classes), dtype=np.float32)
         if not self.spec.dynamic_batch:
-            batch_size = 1 if self._fixed_batch() == 1 else self._fixed_batch()
+            batch_size = self._fixed_batch()
         outs = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
         for s in batch_slices(x.shape[0], batch_size):
             chunk = x[s]
@@ -220,7 +227,7 @@ class Model:
             batch_size = self._fixed_batch()
         outs = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
         binding = self.session.io_binding()
-        kind, index = self.torch_device.type, self.torch_device.index or 0
+        kind, index = self.binding_device()
         for s in batch_slices(x.shape[0], batch_size):
             chunk = x[s].contiguous()
             n = chunk.shape[0]
@@ -235,6 +242,10 @@ class Model:
             binding.clear_binding_inputs()
             binding.clear_binding_outputs()
         return outs
+
+    def binding_device(self) -> tuple[str, int]:
+        """(device type, index) that IO binding names: where the session's CUDA provider runs, or the CPU."""
+        return (self.device_kind, self.device_index if self.device_kind == "cuda" else 0)
 
     def _check_batch_shape(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 4 or shape[1:] != self.spec.shape:
@@ -255,7 +266,7 @@ class Model:
     def torch_device(self) -> "torch.device":
         import torch
 
-        return torch.device(self.device)
+        return torch.device(self.device_kind, self.device_index if self.device_kind == "cuda" else None)
 
     def _build_torch(self, graph: onnx.ModelProto) -> "torch.nn.Module":
         """The one way a torch module is made from a graph: converted, on this Model's device, frozen."""
@@ -263,7 +274,7 @@ class Model:
 
         from .torch_bridge import to_torch
 
-        if self.device == "cuda":  # full float32, as on the CPU (torch lets cuDNN convolutions use TF32)
+        if self.device_kind == "cuda":  # full float32, as on the CPU (torch lets cuDNN convolutions use TF32)
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         module = to_torch(graph).to(self.torch_device).eval()
@@ -380,15 +391,17 @@ class Model:
         outputs another score than the graph (the logit of a softmax model)."""
         import torch
 
+        from .torch_ops import to_numpy
+
         rng = np.random.default_rng(0)
         pixels = rng.uniform(0, 255, size=(4, self.spec.height, self.spec.width, self.spec.channels)).astype(np.float32)
         x = self.spec.pixels_to_model(pixels)
         ref = self.predict(x)
         try:
             with torch.no_grad():
-                got = module(torch.from_numpy(x).to(self.torch_device)).float().cpu().numpy()
+                got = to_numpy(module(torch.from_numpy(x).to(self.torch_device)))
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ConversionError(f"the torch module built from {self.path.name} fails to run: {first}") from exc
         if got.shape != ref.shape:
             raise ConversionError(f"the torch module gives shape {got.shape}, onnxruntime {ref.shape}")
@@ -509,7 +522,7 @@ def _cuda_fallback_reason(ort: Any) -> str:
         import torch
 
         if not torch.cuda.is_available():
-            return "no CUDA GPU is visible (torch.cuda.is_available() is False); use --device cpu"
+            return "no CUDA GPU is visible (torch.cuda.is_available() is False); use device=\"cpu\""
     except ImportError:
         pass
     major = _ort_cuda_major(ort)
@@ -523,8 +536,8 @@ def _cuda_fallback_reason(ort: Any) -> str:
         libs = ", ".join(lib for lib, _ in missing)
         packages = " ".join(sorted({package for _, package in missing}))
         return (f"missing CUDA {major} libraries: {libs}; `pip install {packages}` (or install the CUDA {major} "
-                f"runtime and cuDNN 9), or use --device cpu")
-    return "the CUDA provider failed to initialise (see onnxruntime's log with ORT_LOG_SEVERITY=0); use --device cpu"
+                f"runtime and cuDNN 9), or use device=\"cpu\"")
+    return "the CUDA provider failed to initialise (see onnxruntime's log with ORT_LOG_SEVERITY=0); use device=\"cpu\""
 
 
 def _ort_cuda_major(ort: Any) -> int:

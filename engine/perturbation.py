@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from .batching import batch_slices
-from .errors import BadInputError
 
 if TYPE_CHECKING:
     from .model import Model
@@ -85,7 +84,7 @@ class Arrays:
 
 def arrays_for(model: "Model") -> Arrays:
     """numpy on cpu, torch on the model's device (IO binding) on cuda."""
-    return Arrays(model, torch=model.device == "cuda")
+    return Arrays(model, torch=model.device_kind == "cuda")
 
 
 def batch_for(model: "Model", batch_size: int) -> int:
@@ -111,16 +110,3 @@ def predict_perturbed(arrays: Arrays, n_images: int, per_image: int, build: Buil
         out[s] = arrays.predict(arrays.cat(parts), batch_size)
     return out.reshape(n_images, per_image, model.n_classes)
 
-
-def per_channel_constant(model: "Model", value: float | Sequence[float], what: str) -> np.ndarray:
-    """A pixel value (0..255; one number or one per channel) as a model-input image (1, *spec.shape), a read-only
-    broadcast of the one converted pixel."""
-    spec = model.spec
-    try:
-        vals = np.atleast_1d(np.asarray(value, dtype=np.float32))
-    except (TypeError, ValueError):
-        vals = np.array([np.nan], dtype=np.float32)
-    if vals.ndim != 1 or vals.size not in (1, spec.channels) or not np.all(np.isfinite(vals)):
-        raise BadInputError(f"{what} {value!r} must be one pixel value (0..255) or one per channel ({spec.channels})")
-    one_pixel = spec.pixels_to_model(np.broadcast_to(vals, (1, 1, 1, spec.channels)))
-    return np.broadcast_to(one_pixel, (1, *spec.shape))

@@ -51,6 +51,7 @@ class MethodInfo:
     bench_params: dict[str, Any] = field(default_factory=dict)   # what the benchmarks time
     reference: Any = None       # str | Reference | adapter function | None (see above)
     forward_passes: ForwardPasses | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # an earlier parameter name -> its name now
 
     @property
     def params(self) -> dict[str, Any]:
@@ -75,10 +76,13 @@ def register(
     bench_params: dict[str, Any] | None = None,
     reference: Any = None,
     forward_passes: ForwardPasses | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register `fn` as method `name` with its facts (see MethodInfo); a name registers once.
 
-    `title` defaults to the name and `text` to the first line of the function's docstring."""
+    `title` defaults to the name and `text` to the first line of the function's docstring. `aliases`:
+    earlier names of its parameters that callers may still pass (LIME's `hide_color` is its `baseline`), each
+    mapped to the parameter it now is."""
     if backend not in ("onnxruntime", "torch"):
         raise ValueError(f"backend must be 'onnxruntime' or 'torch', got {backend!r}")
 
@@ -88,7 +92,7 @@ def register(
         summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
         _REGISTRY[name] = MethodInfo(name, fn, backend, default_batch_size, summary, title or name, text or summary,
                                      signed, dict(report_params or {}), dict(bench_params or {}), reference,
-                                     forward_passes)
+                                     forward_passes, dict(aliases or {}))
         return fn
 
     return deco
@@ -133,6 +137,17 @@ def is_signed_method(name: str) -> bool:
     return info is not None and info.signed
 
 
+def rename_aliases(info: MethodInfo, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with the method's earlier parameter names replaced by the current ones."""
+    out = dict(params)
+    for old, new in info.aliases.items():
+        if old in out:
+            if new in out:
+                raise BadInputError(f"{info.name}: give {new} or {old} (its earlier name), not both")
+            out[new] = out.pop(old)
+    return out
+
+
 def resolve_targets(model: "Model", x: np.ndarray, targets: Any) -> np.ndarray:
     """None -> predicted class; an int or label name -> that class for all; a sequence -> one per image."""
     n = x.shape[0]
@@ -160,6 +175,7 @@ def explain(
 ) -> "Explanation":
     """Explain `images` (user images in pixel convention, or model input when `preprocessed`)."""
     info = get_method(method)
+    params = rename_aliases(info, params)
     unknown = set(params) - set(info.params)
     if unknown:
         raise BadInputError(

@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from .details import GradCamDetails, IGDetails, LimeDetails
 from .errors import BadInputError, OnnxplainError
-from .explanation import library_versions
+from .preprocessing_check import nums
+from .progress import Progress
 from .registry import explain, get_method, method_infos, method_names
 from .render import figures
-from .preprocessing_check import nums
 from .render.html import Section, render_report_html, summary_table
 from .sidecar import atomic_path, write_json_atomic
+from .versions import library_versions
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, "float | None"], None]
 
 FILTERS_SHOWN = 32
 
@@ -104,7 +105,7 @@ def build_report(
     features = features and bool({"filters", "activations", "dream"} & shown)
     feature_layer = _feature_layer(model, layer)  # unknown layers fail here, before any work
     if per_class < 1:
-        raise BadInputError(f"--per-class must be at least 1, got {per_class}")
+        raise BadInputError(f"`per_class` must be at least 1, got {per_class}", params=("per_class",))
     if len(dataset) == 0:
         raise BadInputError(f"{dataset.source} holds no images")
     if model.spec.labels and dataset.class_names and dataset.labels is not None:
@@ -430,8 +431,8 @@ def _method_section(run: _Run, model: "Model", name: str, images: np.ndarray, ro
         return None
     s.params = {**s.params, **{k: v for k, v in expl.params.items() if k not in ("batch_size", "seed")}, "seed": seed}
     s.seconds = expl.seconds
-    if "layer" in expl.extras:
-        s.params["layer"] = expl.extras["layer"]
+    if isinstance(expl.details, GradCamDetails):
+        s.params["layer"] = expl.details.layer
     run.maps[name] = expl.maps
     shown = figure_rows(rows, per_class=run.figure_per_class)
     labels = [_row_label(rows[i], expl, i) for i in shown]
@@ -442,16 +443,13 @@ def _method_section(run: _Run, model: "Model", name: str, images: np.ndarray, ro
              relative_to=run.out)
     records = [expl.record(i) for i in range(len(expl))]
     headers = ["image", "true", "explained (predicted)", "score"]
-    extra_cols = [k for k in ("completeness_error", "r2", "n_segments", "stability") if k in expl.extras]
+    extra_cols = _detail_columns(expl)
     table_rows = []
     for i, r in enumerate(rows):
         cells: list[Any] = [r["id"], r["true_name"] or "-", expl.target_name(i), f"{expl.scores[i]:.3f}"]
-        cells += [figures.lime_stability_text(expl, i, prefix=False) if k == "stability"
-                  else _fmt(np.asarray(expl.extras[k])[i], percent=(k == "completeness_error")) for k in extra_cols]
+        cells += [cell(i) for _, cell in extra_cols]
         table_rows.append(cells)
-    headers += [{"completeness_error": "completeness error", "r2": "R² of the local model",
-                 "n_segments": "superpixels", "stability": f"top-{expl.params.get('top_k', 5)} stable at"}[k]
-                for k in extra_cols]
+    headers += [header for header, _ in extra_cols]
     if name == "lime" and ev is not None:
         headers += ["recall of the true class", "most often mistaken for"]
         for cells, r in zip(table_rows, rows):
@@ -542,7 +540,8 @@ def _trust_section(run: _Run, model: "Model", expls: list["Explanation"], rows: 
                  "of all the maps to the original ones.", relative_to=run.out)
         if tm.completeness_error is not None:
             s.text("Completeness: the attributions of each image should add up to f(image) - f(baseline).")
-            diff = np.asarray(expl.extras.get("score_difference", np.full(len(expl), np.nan)))
+            diff = (expl.details.score_difference if isinstance(expl.details, IGDetails)
+                    else np.full(len(expl), np.nan))
             s.table(["image", "f(image) - f(baseline)", "completeness error"],
                     [(r["id"], _fmt(d), _fmt(e, percent=True)) for r, d, e in zip(rows, diff, tm.completeness_error)],
                     numeric=[1, 2])
@@ -720,6 +719,18 @@ def _source(model: "Model") -> str:
     parts = [str(src.get(k)) for k in ("framework", "framework_version", "format") if src.get(k)]
     name = Path(str(src.get("path", ""))).name
     return " ".join(parts) + (f", {name}" if name else "")
+
+
+def _detail_columns(expl: "Explanation") -> list[tuple[str, Callable[[int], str]]]:
+    """The method table's extra columns (header, cell of image i), chosen by the type of its details."""
+    d = expl.details
+    if isinstance(d, IGDetails):
+        return [("completeness error", lambda i: _fmt(d.completeness_error[i], percent=True))]
+    if isinstance(d, LimeDetails):
+        return [("R² of the local model", lambda i: _fmt(d.r2[i])), ("superpixels", lambda i: _fmt(d.n_segments[i])),
+                (f"top-{expl.params.get('top_k', 5)} stable at",
+                 lambda i: figures.lime_stability_text(expl, i, prefix=False))]
+    return []
 
 
 def _fmt(value: Any, *, percent: bool = False) -> str:

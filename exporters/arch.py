@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from onnxplain.engine.errors import BadInputError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, UnsupportedModelError, first_line
 
 from . import student_code
-from .util import first_line
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,9 @@ def candidates(arch: str, *, trust: bool, what: str) -> list[Candidate]:
         if not chosen:
             listed = ", ".join(c.name for c in classes) or "none"
             unread = "; ".join(f.error for f in files if f.error)
-            raise BadInputError(f"--arch {arch!r}: {target.where} has no model class {target.class_name!r}; its model "
-                                f"classes: {listed}" + (f" (could not read {unread})" if unread else ""))
+            raise BadInputError(f"arch={arch!r}: {target.where} has no model class {target.class_name!r}; its model "
+                                f"classes: {listed}" + (f" (could not read {unread})" if unread else ""),
+                                params=("arch",))
         classes = chosen
     if not classes:
         unread = "; ".join(f.error for f in files if f.error)
@@ -76,7 +76,7 @@ def candidates(arch: str, *, trust: bool, what: str) -> list[Candidate]:
         raise UnsupportedModelError(
             f"{what} needs its model class from the student's code ({student_code.describe(files, classes)}); "
             "building it runs that class's code (only the class and what it uses, in the isolated export "
-            "process), so pass --trust if you accept that")
+            "process), so pass trust=True if you accept that", params=("trust",))
     return [Candidate(c.label, _lazy(files, c)) for c in classes]
 
 
@@ -143,18 +143,19 @@ def _split(arch: str) -> tuple[str, str, str]:
 def _module_attr(arch: str) -> Callable[..., Any]:
     target, _, attr = arch.rpartition(":")
     if not target or not attr:
-        raise BadInputError(f"--arch {arch!r} must be MODULE:CLASS, path/to/model.py[:CLASS] or a folder of .py files")
+        raise BadInputError(f"arch={arch!r} must be MODULE:CLASS, path/to/model.py[:CLASS] or a folder of .py files",
+                            params=("arch",))
     try:
         obj: Any = importlib.import_module(target)
     except Exception as exc:
-        raise BadInputError(f"--arch {arch!r}: cannot import {target} ({first_line(exc)})") from exc
+        raise BadInputError(f"arch={arch!r}: cannot import {target} ({first_line(exc)})", params=("arch",)) from exc
     module = obj
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))
             listed = ", ".join(names[:10]) or "none"
-            raise BadInputError(f"--arch {arch!r}: {target} has no {attr!r}; its classes: {listed}")
+            raise BadInputError(f"arch={arch!r}: {target} has no {attr!r}; its classes: {listed}", params=("arch",))
         obj = getattr(obj, part)
     if not callable(obj):
-        raise BadInputError(f"--arch {arch!r}: {attr} is not a class or function")
+        raise BadInputError(f"arch={arch!r}: {attr} is not a class or function", params=("arch",))
     return obj

@@ -19,7 +19,7 @@ from onnxplain.engine.model import file_sha256
 from onnxplain.engine.sidecar import sidecar_path
 
 from .options import ExportOptions
-from .util import onnxplain_version
+from onnxplain.engine.versions import onnxplain_version
 
 CACHE_ENV = "ONNXPLAIN_CACHE"
 # Bump when an export of the same file with the same options would now come out different.

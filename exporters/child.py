@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
         for module in PRELOADS.get(group, ()):
             __import__(module)
     # Imported after the heavy libraries so the timing of `ready` covers everything.
-    from .util import loaded_versions
+    from onnxplain.engine.versions import loaded_versions
 
     out = os.fdopen(response_fd, "w", encoding="utf-8", buffering=1)
     _send(out, {"ready": True, "pid": os.getpid(), "versions": loaded_versions()})
@@ -71,12 +71,12 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         sidecar = run_export(src, Path(request["out"]), ExportOptions.from_json(request.get("options") or {}), images)
         return {"ok": True, "sidecar": sidecar}
     except OnnxplainError as exc:
-        return _error(type(exc).__name__, str(exc))
+        return _error(type(exc).__name__, str(exc), exc.params)
     except MemoryError:
         _clear_limit()
         gib = int(request.get("memory_bytes") or 0) / 1024**3
         return _error("ConversionError", f"exporting {src.name} needed more than the {gib:g} GiB memory limit; "
-                      "the file may be hostile or the model too large (raise --memory-gb)")
+                      "the file may be hostile or the model too large (raise `memory_gb`)", ("memory_gb",))
     except RecursionError:
         return _error("UnsupportedModelError", f"{src.name} is nested too deeply to read (damaged or hostile file)")
     except BaseException as exc:  # noqa: BLE001 - the boundary: the parent gets a one-line error, the log the traceback
@@ -84,7 +84,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         traceback.print_exc(file=sys.stderr)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return _error("ConversionError", f"exporting {src.name} was interrupted ({type(exc).__name__})")
-        from .util import first_line
+        from onnxplain.engine.errors import first_line
 
         return _error("ConversionError",
                       f"exporting {src.name} failed unexpectedly: {type(exc).__name__}: {first_line(exc)}")
@@ -139,8 +139,9 @@ def _forget_user_modules(before: set[str]) -> None:
             del sys.modules[name]
 
 
-def _error(cls: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": cls, "message": " ".join(message.split())}
+def _error(cls: str, message: str, params: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The reply of a failed export: the error's class, one-line message and the API parameters it names."""
+    return {"ok": False, "error": cls, "message": " ".join(message.split()), "params": list(params)}
 
 
 def _send(out: Any, message: dict[str, Any]) -> None:

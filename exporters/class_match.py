@@ -17,10 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
-from onnxplain.engine.errors import BadInputError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, UnsupportedModelError, first_line
 
 from .arch import Candidate
-from .util import first_line
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +127,14 @@ def fit(candidates: Sequence[Candidate], weights: Mapping[str, Any], arch_args: 
     if len(exact) > 1:
         listed = ", ".join(f.label + _args_text(f.args) for _, f, _ in exact)
         raise BadInputError(f"the weights of {what} fit several model classes ({listed}); name one with "
-                            "--arch FILE.py:CLASS")
+                            "arch='FILE.py:CLASS'", params=("arch",))
     ranked = sorted(best, key=lambda f: f.distance)
     listed = "; ".join(f.summary() for f in ranked[:3]) + (f"; and {len(ranked) - 3} more" if len(ranked) > 3 else "")
-    hint = "check the class and its constructor arguments (--arch-args JSON)"
+    hint = "check the class and its constructor arguments (`arch_args`)"
     if len(candidates) == 1 and not ranked[0].error:
-        raise BadInputError(f"the weights of {what} do not fit {listed}; {hint}")
-    raise UnsupportedModelError(f"no model class fits the weights of {what} ({len(weights)} tensors): {listed}; {hint}")
+        raise BadInputError(f"the weights of {what} do not fit {listed}; {hint}", params=("arch_args",))
+    raise UnsupportedModelError(f"no model class fits the weights of {what} ({len(weights)} tensors): {listed}; {hint}",
+                                params=("arch_args",))
 
 
 def _argument_sets(factory: Any, arch_args: Any, facts: dict[str, int],

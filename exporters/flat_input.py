@@ -21,22 +21,24 @@ from onnxplain.engine.errors import BadInputError
 
 
 def image_shape_for(size: int, input_shape: Sequence[int] | None, name: str,
-                    hint: str = "pass --input-shape 1,H,W,C for the image it flattens") -> tuple[int, int, int]:
+                    hint: str = "pass input_shape='1,H,W,C' for the image it flattens") -> tuple[int, int, int]:
     """(H, W, C) of the image whose row-major flattening has `size` values (`hint`: what to do if unsure)."""
     if input_shape is not None and len(input_shape) == 2:  # 1,K: the vector, not the image
         if int(input_shape[1]) != size:
-            raise BadInputError(f"--input-shape {list(input_shape)} does not match the {size} values {name} takes")
+            raise BadInputError(f"`input_shape` {list(input_shape)} does not match the {size} values {name} takes",
+                                params=("input_shape",))
     elif input_shape is not None:
         hwc = tuple(int(d) for d in input_shape[1:])
         if len(hwc) != 3 or math.prod(hwc) != size:
-            raise BadInputError(f"--input-shape {list(input_shape)} does not flatten to the {size} values {name} "
-                                f"takes per image; give N,H,W,C with H*W*C = {size}")
+            raise BadInputError(f"`input_shape` {list(input_shape)} does not flatten to the {size} values {name} "
+                                f"takes per image; give N,H,W,C with H*W*C = {size}", params=("input_shape",))
         return hwc  # type: ignore[return-value]
     for channels in (1, 3):
         side = math.isqrt(size // channels)
         if size % channels == 0 and side * side * channels == size:
             return side, side, channels
-    raise BadInputError(f"{name} takes {size} values per image, not a square gray or colour image; {hint}")
+    raise BadInputError(f"{name} takes {size} values per image, not a square gray or colour image; {hint}",
+                        params=("input_shape",))
 
 
 def with_image_input(model: onnx.ModelProto, hwc: tuple[int, int, int]) -> onnx.ModelProto:

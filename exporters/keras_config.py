@@ -35,21 +35,22 @@ def read_arch_file(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read --arch {p}: {exc}") from exc
+        raise BadInputError(f"cannot read `arch` {p}: {exc}", params=("arch",)) from exc
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise BadInputError(f"--arch {p} is not valid YAML") from exc
+            raise BadInputError(f"`arch` {p} is not valid YAML", params=("arch",)) from exc
         if not isinstance(data, dict) or "class_name" not in data:
-            raise BadInputError(f"--arch {p} holds no Keras model config (expected class_name at the top)")
+            raise BadInputError(f"`arch` {p} holds no Keras model config (expected class_name at the top)",
+                                params=("arch",))
         return data
     try:
-        return parse_config(text, f"--arch {p.name}")
+        return parse_config(text, f"`arch` {p.name}")
     except UnsupportedModelError as exc:
-        raise BadInputError(str(exc)) from exc
+        raise BadInputError(str(exc), params=("arch",)) from exc
 
 
 def layer_configs(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -96,14 +97,12 @@ def check_config(config: dict[str, Any], *, trust: bool, what: str, known: Calla
     if lambdas:
         raise UnsupportedModelError(
             f"{what} has Lambda layer(s) {', '.join(lambdas[:3])}, which carry Python code that loading would "
-            "run; pass --trust only if you trust the file"
-        )
+            "run; pass trust=True only if you trust the file", params=("trust", "arch"))
     custom = sorted({str(c.get("class_name")) for c in layer_configs(config) if not known(c)})
     if custom:
         raise UnsupportedModelError(
             f"{what} uses layer class(es) {', '.join(custom[:5])} that Keras does not provide (custom code not "
-            "stored in the file); pass --trust to try loading anyway"
-        )
+            "stored in the file); pass trust=True to try loading anyway", params=("trust", "arch"))
 
 
 def is_container(layer: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError, first_line
 
 from . import keras1, sniff
 from .flat_input import flat_forward, image_shape_for, with_image_input
@@ -25,7 +25,6 @@ from .keras_names import rename_layers, restore_names
 from .options import ExportOptions
 from .result import Exported
 from .source_summary import keras_summary
-from .util import first_line
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +117,13 @@ def _load_h5(src: Path, options: ExportOptions) -> tuple[Any, dict[str, Any], st
         if options.arch is None:
             raise UnsupportedModelError(
                 f"{src.name} holds Keras weights but no architecture (saved with save_weights); pass the model's "
-                "architecture with --arch model.json (the output of model.to_json())"
-            )
+                "architecture with arch='model.json' (the output of model.to_json())", params=("arch",))
         config = read_arch_file(options.arch)
         keras3 = is_keras3_config(config, version)
-        check_config(config, trust=options.trust, what=f"--arch {Path(options.arch).name}", known=_known(keras3))
+        check_config(config, trust=options.trust, what=f"`arch` {Path(options.arch).name}", known=_known(keras3))
         model = _guarded(src, lambda: _from_config(config, keras3, options.trust))
-        _guarded(src, lambda: model.load_weights(str(src)), what="the weights do not fit --arch")
+        _guarded(src, lambda: model.load_weights(str(src)), what="the weights do not fit `arch`",
+                 params=("arch",))
         source.update(serialization="h5 weights + architecture", arch=options.arch)
         return model, source, "keras3" if keras3 else "tf_keras"
     config = parse_config(config_text, src.name)
@@ -187,7 +186,7 @@ def _from_config(config: dict[str, Any], keras3: bool, trust: bool) -> Any:
     return _tf_keras(trust).models.model_from_json(text)
 
 
-def _guarded(src: Path, action: Any, what: str | None = None) -> Any:
+def _guarded(src: Path, action: Any, what: str | None = None, params: tuple[str, ...] = ()) -> Any:
     """Run a Keras loading step; its failure is the user's file, reported on one line."""
     try:
         return action()
@@ -195,7 +194,7 @@ def _guarded(src: Path, action: Any, what: str | None = None) -> Any:
         raise
     except Exception as exc:
         reason = what or "Keras cannot rebuild the model"
-        raise UnsupportedModelError(f"{src.name}: {reason}: {first_line(exc)}") from exc
+        raise UnsupportedModelError(f"{src.name}: {reason}: {first_line(exc)}", params=params) from exc
 
 
 def _tf_keras(trust: bool) -> Any:
@@ -255,7 +254,8 @@ def _build_if_needed(model: Any, options: ExportOptions, name: str) -> None:
     except AttributeError:
         pass
     if options.input_shape is None:
-        raise BadInputError(f"{name} does not record its input size; pass --input-shape 1,48,48,1 (N,H,W,C)")
+        raise BadInputError(f"{name} does not record its input size; pass input_shape='1,48,48,1' (N,H,W,C)",
+                            params=("input_shape",))
     model.build((None, *options.input_shape[1:]))
 
 
@@ -290,8 +290,8 @@ def _input_shape(model: Any, layout: str, options: ExportOptions, name: str) -> 
         for got, want in zip(known, given):
             if got is not None and got != want:
                 raise BadInputError(
-                    f"--input-shape {list(options.input_shape)} does not match the model's input {_fmt(dims)}"
-                )
+                    f"`input_shape` {list(options.input_shape)} does not match the model's input {_fmt(dims)}",
+                    params=("input_shape",))
         known = given
     data = options.data_shape
     if any(d is None for d in known) and data is not None and data[1] > 0:  # the size of the data it is fed
@@ -303,8 +303,7 @@ def _input_shape(model: Any, layout: str, options: ExportOptions, name: str) -> 
         example = "1,48,48,1 (N,H,W,C)" if layout == "NHWC" else "1,1,48,48 (N,C,H,W)"
         raise BadInputError(
             f"{name} accepts images of any size {_fmt(dims)}; the export needs a fixed one: "
-            f"pass --input-shape {example}"
-        )
+            f"pass input_shape='{example}'", params=("input_shape",))
     return (None, *known)
 
 

@@ -85,6 +85,11 @@ class ExportOptions:
         return [path] if path.is_file() else []
 
 
+def _bad(param: str, message: str) -> BadInputError:
+    """An export option's error, naming the API parameter (the CLI prints it as its flag)."""
+    return BadInputError(message, params=(param,))
+
+
 def parse_input_shape(value: str | Sequence[int] | None) -> tuple[int, ...] | None:
     """`1,1,48,48`, `1x1x48x48` or a sequence; 3 numbers get a batch of 1 in front; `1,2304` is a model
     on flattened pixels."""
@@ -97,13 +102,13 @@ def parse_input_shape(value: str | Sequence[int] | None) -> tuple[int, ...] | No
     try:
         dims = tuple(int(p) for p in parts)
     except (TypeError, ValueError) as exc:
-        raise BadInputError(f"--input-shape {value!r} must be numbers such as 1,1,48,48") from exc
+        raise _bad("input_shape", f"`input_shape` {value!r} must be numbers such as 1,1,48,48") from exc
     if len(dims) == 3:
         dims = (1, *dims)
     if len(dims) == 2 and dims[0] == 1 and 0 < dims[1] <= 8192 * 8192 * 4:
         return dims  # a model on flattened pixels (1,2304): the exporter gives it an image input
     if len(dims) != 4 or any(d <= 0 for d in dims) or any(d > 8192 for d in dims[1:]):
-        raise BadInputError(f"--input-shape {value!r} must be 4 positive numbers such as 1,1,48,48 (N,C,H,W), "
+        raise _bad("input_shape", f"`input_shape` {value!r} must be 4 positive numbers such as 1,1,48,48 (N,C,H,W), "
                             "or 1,K for a model on K flattened pixels")
     return dims
 
@@ -113,7 +118,7 @@ def _arch(value: str | os.PathLike[str] | None) -> str | None:
         return None
     text = str(value).strip()
     if not text:
-        raise BadInputError("--arch is empty; give a model file (model.json), path/to/model.py or MODULE:CLASS")
+        raise _bad("arch", "`arch` is empty; give a model file (model.json), path/to/model.py or MODULE:CLASS")
     path = Path(text).expanduser()
     if path.exists():
         return str(path.resolve())  # a Keras architecture file, the student's .py file or a folder of them
@@ -121,12 +126,12 @@ def _arch(value: str | os.PathLike[str] | None) -> str | None:
         file_part, cls_name = text.rsplit(":", 1)
         where = Path(file_part).expanduser()
         if not where.exists():
-            raise BadInputError(f"--arch {text!r}: {where} is not a file or folder")
+            raise _bad("arch", f"`arch` {text!r}: {where} is not a file or folder")
         return f"{where.resolve()}:{cls_name}"
     if path.suffix.lower() in (".json", ".yaml", ".yml", ".py"):
-        raise BadInputError(f"--arch {text!r}: no such file")
+        raise _bad("arch", f"`arch` {text!r}: no such file")
     if ":" not in text:
-        raise BadInputError(f"--arch {text!r} is neither a file or folder nor MODULE:CLASS (e.g. mypackage.nets:CNN)")
+        raise _bad("arch", f"`arch` {text!r} is neither a file or folder nor MODULE:CLASS (e.g. mypackage.nets:CNN)")
     return text
 
 
@@ -154,17 +159,17 @@ def _arch_args(value: str | Mapping[str, Any] | Sequence[Any] | None) -> Any:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise BadInputError(f"--arch-args is not valid JSON ({exc.msg}); e.g. '{{\"num_classes\": 7}}'") from exc
+            raise _bad("arch_args", f"`arch_args` is not valid JSON ({exc.msg}); e.g. '{{\"num_classes\": 7}}'") from exc
     if isinstance(value, Mapping):
         value = dict(value)
     elif isinstance(value, (list, tuple)):
         value = list(value)
     else:
-        raise BadInputError("--arch-args must be a JSON object (keyword arguments) or a JSON list (positional ones)")
+        raise _bad("arch_args", "`arch_args` must be a JSON object (keyword arguments) or a JSON list (positional ones)")
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
-        raise BadInputError(f"--arch-args must hold only JSON values ({exc})") from exc
+        raise _bad("arch_args", f"`arch_args` must hold only JSON values ({exc})") from exc
     return value
 
 
@@ -173,7 +178,7 @@ def _layout(value: str | None) -> str | None:
         return None
     upper = str(value).upper()
     if upper not in ("NCHW", "NHWC"):
-        raise BadInputError(f"--layout {value!r} is not NCHW or NHWC")
+        raise _bad("layout", f"`layout` {value!r} is not NCHW or NHWC")
     return upper
 
 
@@ -182,7 +187,7 @@ def _positive(value: float | None, what: str) -> float | None:
         return None
     out = float(value)
     if not math.isfinite(out) or out <= 0:
-        raise BadInputError(f"--{what} must be a positive number, not {value!r}")
+        raise _bad(what, f"`{what}` must be a positive number, not {value!r}")
     return out
 
 
@@ -195,9 +200,9 @@ def _floats(value: float | Sequence[float] | None, what: str) -> tuple[float, ..
     try:
         out = tuple(float(v) for v in items)
     except (TypeError, ValueError) as exc:
-        raise BadInputError(f"--{what} must be a number or comma-separated numbers, not {value!r}") from exc
+        raise _bad(what, f"`{what}` must be a number or comma-separated numbers, not {value!r}") from exc
     if not out or len(out) > 4 or not all(math.isfinite(v) for v in out):
-        raise BadInputError(f"--{what} must be 1 or one-per-channel finite numbers, not {value!r}")
+        raise _bad(what, f"`{what}` must be 1 or one-per-channel finite numbers, not {value!r}")
     if what == "std" and any(v == 0 for v in out):
-        raise BadInputError("--std must not contain 0")
+        raise _bad("std", "`std` must not contain 0")
     return out

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from onnxplain.engine.errors import ConversionError, UnsupportedModelError
+from onnxplain.engine.errors import ConversionError, UnsupportedModelError, first_line
 from onnxplain.engine.input_spec import InputSpec
 
-from .util import first_line
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -65,7 +64,7 @@ def check_one_row_per_image(output_shape: Sequence[int], images: int, who: str) 
     if rows != images:
         raise UnsupportedModelError(
             f"{who} returns {rows} output row(s) for {images} images: it mixes the images of a batch (e.g. a "
-            "view(-1, n) flatten sized for another input size); check --input-shape")
+            "view(-1, n) flatten sized for another input size); check `input_shape`", params=("input_shape",))
 
 
 def compare(reference: Forward, candidate: Forward, x: np.ndarray, what: str) -> float:
@@ -119,8 +118,8 @@ def enforce(report: dict[str, Any], *, allow_mismatch: bool, what: str) -> dict[
         if not allow_mismatch:
             raise ConversionError(
                 f"{what}: the ONNX model differs from the source model by {diff:.3g} (> {threshold:g}) "
-                "on the same inputs; the export is wrong (pass --allow-mismatch to keep it anyway)"
-            )
+                "on the same inputs; the export is wrong (pass allow_mismatch=True to keep it anyway)",
+                params=("allow_mismatch",))
         log.warning("%s: parity %.3g is above %g; kept because of allow_mismatch", what, diff, threshold)
     return report
 

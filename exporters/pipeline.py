@@ -22,7 +22,7 @@ from . import sniff
 from .options import PARITY_THRESHOLD, ExportOptions
 from .parity import enforce, onnx_forward, ort_session, parity_report, random_inputs
 from .result import Exported
-from .util import loaded_versions, onnxplain_version
+from onnxplain.engine.versions import loaded_versions, onnxplain_version
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ def _check_labels(spec: InputSpec, candidate: Any) -> None:
     scores = candidate(random_inputs(spec, n=1))
     classes = int(scores.shape[-1]) if scores.ndim == 2 else None
     if classes is not None and classes != len(spec.labels):
-        raise BadInputError(f"--labels gives {len(spec.labels)} names but the model has {classes} classes")
+        raise BadInputError(f"`labels` gives {len(spec.labels)} names but the model has {classes} classes",
+                            params=("labels",))
 
 
 def _with_file_labels(spec: InputSpec, labels: Sequence[str] | None, candidate: Any) -> InputSpec:

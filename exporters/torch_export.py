@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxplain.engine.errors import BadInputError, ConversionError
+from onnxplain.engine.errors import BadInputError, ConversionError, first_line
 from onnxplain.engine.sidecar import read_sidecar
 
 from .flat_input import flat_forward, image_shape_for, with_image_input
@@ -25,7 +25,6 @@ from .parity import check_one_row_per_image, compare, onnx_forward, ort_session
 from .result import Exported
 from .source_summary import torch_summary
 from .torch_load import load_torch
-from .util import first_line
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def export_torch(src: Path, fmt: str, options: ExportOptions) -> Exported:
     forward = _forward(module)
     if len(shape) == 2:  # a DNN on flattened pixels: give the ONNX file an image input
         hwc = image_shape_for(int(shape[1]), None, src.name,
-                              hint="onnxplain explains images: flatten inside the model and pass --input-shape 1,C,H,W")
+                              hint="onnxplain explains images: flatten inside the model and pass input_shape='1,C,H,W'")
         proto, layout = with_image_input(proto, hwc), "NHWC"
         converter = {**converter, "flat_input": int(shape[1])}
         forward = flat_forward(forward)
@@ -103,12 +102,11 @@ def _input_shape(src: Path, module: Any, options: ExportOptions, layout: str,
     if works:
         sizes = ", ".join(f"{c}x{size}x{size}" for c, size in works)
         raise BadInputError(f"{src.name} does not record its input size and runs on several ({sizes}); "
-                            f"pass --input-shape {hint}")
+                            f"pass input_shape='{hint}'", params=("input_shape",))
     raise BadInputError(
         f"{src.name} does not record its input size and runs on none of the usual sizes "
-        f"({', '.join(map(str, PROBE_SIZES))}); pass --input-shape {hint}"
-        + (f" (its first convolution takes {channels} channel(s))" if channels else "")
-    )
+        f"({', '.join(map(str, PROBE_SIZES))}); pass input_shape='{hint}'"
+        + (f" (its first convolution takes {channels} channel(s))" if channels else ""), params=("input_shape",))
 
 
 UNCOMMON_SIZES = range(16, 321)
@@ -196,8 +194,8 @@ def _check_runs(module: Any, example: Any, shape: tuple[int, ...], name: str) ->
             out = module(example)
     except Exception as exc:
         raise BadInputError(
-            f"{name} does not run on input shape {list(shape)}: {first_line(exc, 200)}; check --input-shape"
-        ) from exc
+            f"{name} does not run on input shape {list(shape)}: {first_line(exc, 200)}; check `input_shape`",
+            params=("input_shape",)) from exc
     if isinstance(out, torch.Tensor):  # checked here too, before a doomed export
         check_one_row_per_image(tuple(out.shape), int(example.shape[0]), f"{name} on {list(shape[1:])} images")
 
@@ -244,7 +242,9 @@ def _forward(module: Any) -> Any:
             out = next(iter(out.values()))
         if not isinstance(out, torch.Tensor):
             raise ConversionError(f"the model returns a {type(out).__name__}, not a tensor of class scores")
-        return out.detach().float().cpu().numpy()
+        from onnxplain.engine.torch_ops import to_numpy
+
+        return to_numpy(out)
 
     return run
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError
+from onnxplain.engine.errors import BadInputError, ConversionError, UnsupportedModelError, first_line
 
 from . import sniff
 from . import class_match
@@ -27,7 +27,6 @@ from .arch import candidates as arch_candidates
 from .arch import class_by_name
 from .options import ExportOptions
 from .pickle_scan import pickle_globals, suspicious_globals, torch_pickle_bytes
-from .util import first_line
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def _unpickle(src: Path, fmt: str, options: ExportOptions) -> Any:
         except Exception as exc:  # zip, storage and EOF errors from a truncated or damaged file
             raise UnsupportedModelError(f"{src.name} is a damaged PyTorch file ({first_line(exc)})") from exc
     if not options.trust:
-        raise UnsupportedModelError(_refusal(src, fmt))
+        raise UnsupportedModelError(_refusal(src, fmt), params=("arch", "trust"))
     return _unpickle_trusted(src, fmt, options)
 
 
@@ -116,7 +115,7 @@ def _refusal(src: Path, fmt: str) -> str:
     what = ", ".join((classes or found)[:4]) or "objects beyond tensors"
     kind = "a whole pickled model or other Python objects" if fmt != sniff.PICKLE else "a plain Python pickle"
     return (f"{src.name} holds {kind} ({what}); unpickling it would run code from the file, so it is refused; "
-            "save model.state_dict() and pass --arch, or pass --trust only if you trust the file")
+            "save model.state_dict() and pass `arch`, or pass trust=True only if you trust the file")
 
 
 def _unpickle_trusted(src: Path, fmt: str, options: ExportOptions) -> Any:
@@ -132,8 +131,8 @@ def _unpickle_trusted(src: Path, fmt: str, options: ExportOptions) -> Any:
     except _MissingClass as exc:
         raise UnsupportedModelError(
             f"{src.name} is a pickled model that needs class {exc.name} from module {exc.module}, whose code is not "
-            f"in the file; pass --arch path/to/model.py:{exc.name} (the code of that class), or save a state_dict instead"
-        ) from exc
+            f"in the file; pass arch='path/to/model.py:{exc.name}' (the code of that class), or save a state_dict instead",
+            params=("arch",)) from exc
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:
@@ -206,7 +205,7 @@ def _to_module(obj: Any, src: Path, options: ExportOptions, source: dict[str, An
     if dtypes and dtypes != ["float32"]:
         source["weights_dtype"] = ", ".join(dtypes)  # fp16/bf16 weights load into float32 parameters
     if options.arch is None:
-        raise UnsupportedModelError(_state_dict_error(src, weights))
+        raise UnsupportedModelError(_state_dict_error(src, weights), params=("arch",))
     cands = arch_candidates(options.arch, trust=options.trust, what=src.name)
     module, found = class_match.fit(cands, weights, options.arch_args, src.name, hints=checkpoint_settings(obj))
     source["arch"] = options.arch
@@ -296,7 +295,7 @@ def _find_weights(obj: Mapping[str, Any], src: Path, options: ExportOptions) -> 
             if _size(entries[0][1]) == _size(entries[1][1]):
                 raise UnsupportedModelError(
                     f"{src.name} holds weights under several keys ({', '.join(k for k, _ in entries[:4])}); "
-                    "choose one with the weights key (--weights-key KEY)")
+                    "choose one with the weights key (weights_key='KEY')", params=("weights_key",))
     if entries:
         return entries[0]
     raise UnsupportedModelError(
@@ -357,5 +356,5 @@ def _state_dict_error(src: Path, weights: Mapping[str, Any]) -> str:
     items = [f"{k} {tuple(v.shape)}" for k, v in list(weights.items())[:5]]
     more = ", ..." if len(weights) > 5 else ""
     return (f"{src.name} holds only a PyTorch state_dict ({len(weights)} tensors: {', '.join(items)}{more}) and no "
-            "model code, and there is no .py file beside it; pass --arch path/to/model.py (the student's code, "
-            "searched for the class that fits) or --arch MODULE:CLASS")
+            "model code, and there is no .py file beside it; pass arch='path/to/model.py' (the student's code, "
+            "searched for the class that fits) or arch='MODULE:CLASS'")

@@ -158,7 +158,7 @@ class ExportWorker:
             reply = self._request(request, timeout, request["memory_bytes"], src_path.name)
         if not reply.get("ok"):
             cls = _ERRORS.get(str(reply.get("error")), ConversionError)
-            raise cls(str(reply.get("message") or "the export failed"))
+            raise cls(str(reply.get("message") or "the export failed"), params=tuple(reply.get("params") or ()))
         return dict(reply.get("sidecar") or {})
 
     def _request(self, request: dict[str, Any], timeout: float, memory_bytes: int, name: str) -> dict[str, Any]:

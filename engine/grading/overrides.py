@@ -32,18 +32,18 @@ def read_overrides(path: str | Path) -> dict[str, dict[str, Any]]:
     """{student id: {column: value}} with only the columns given for that student."""
     p = Path(path)
     if not p.is_file():
-        raise BadInputError(f"--overrides {p}: no such file")
+        raise BadInputError(f"`overrides` {p}: no such file", params=("overrides",))
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"cannot read --overrides {p}: {exc}") from exc
+        raise BadInputError(f"cannot read `overrides` {p}: {exc}", params=("overrides",)) from exc
     raw = _read_toml(text, p) if p.suffix.lower() == ".toml" else _read_csv(text, p)
     out: dict[str, dict[str, Any]] = {}
     for ident, row in raw.items():
         unknown = sorted(set(row) - set(COLUMNS))
         if unknown:
-            raise BadInputError(f"--overrides {p.name}: unknown column(s) {', '.join(unknown)} for {ident!r}; "
-                                f"known: id, {', '.join(COLUMNS)}")
+            raise BadInputError(f"`overrides` {p.name}: unknown column(s) {', '.join(unknown)} for {ident!r}; "
+                                f"known: id, {', '.join(COLUMNS)}", params=("overrides",))
         values = {k: v for k, v in row.items() if v not in (None, "")}
         _check(values, ident, p.name)
         out[ident] = values
@@ -58,15 +58,15 @@ def export_settings(override: Mapping[str, Any]) -> dict[str, Any]:
 def _read_csv(text: str, path: Path) -> dict[str, dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "id" not in [f.strip() for f in reader.fieldnames]:
-        raise BadInputError(f"--overrides {path.name} needs a header row with an `id` column")
+        raise BadInputError(f"`overrides` {path.name} needs a header row with an `id` column", params=("overrides",))
     out: dict[str, dict[str, Any]] = {}
     for line, row in enumerate(reader, start=2):
         clean = {str(k).strip(): (v or "").strip() for k, v in row.items() if k is not None}
         ident = clean.pop("id", "")
         if not ident:
-            raise BadInputError(f"--overrides {path.name} line {line}: the id is empty")
+            raise BadInputError(f"`overrides` {path.name} line {line}: the id is empty", params=("overrides",))
         if ident in out:
-            raise BadInputError(f"--overrides {path.name} line {line}: {ident!r} appears twice")
+            raise BadInputError(f"`overrides` {path.name} line {line}: {ident!r} appears twice", params=("overrides",))
         out[ident] = clean
     return out
 
@@ -79,10 +79,11 @@ def _read_toml(text: str, path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise BadInputError(f"--overrides {path.name} is not valid TOML ({exc})") from exc
+        raise BadInputError(f"`overrides` {path.name} is not valid TOML ({exc})", params=("overrides",)) from exc
     bad = [k for k, v in data.items() if not isinstance(v, dict)]
     if bad:
-        raise BadInputError(f"--overrides {path.name}: {bad[0]!r} is not a table; write [{bad[0]}] and its settings")
+        raise BadInputError(f"`overrides` {path.name}: {bad[0]!r} is not a table; write [{bad[0]}] and its settings",
+                            params=("overrides",))
     return {str(k): dict(v) for k, v in data.items()}
 
 
@@ -94,10 +95,12 @@ def _check(values: dict[str, Any], ident: str, name: str) -> None:
         try:
             values["arch_args"] = json.loads(values["arch_args"])
         except json.JSONDecodeError as exc:
-            raise BadInputError(f"--overrides {name}: arch_args of {ident!r} is not JSON ({exc.msg})") from exc
+            raise BadInputError(f"`overrides` {name}: arch_args of {ident!r} is not JSON ({exc.msg})",
+                                params=("overrides",)) from exc
     if "class" in values and not str(values["class"]).isidentifier():
-        raise BadInputError(f"--overrides {name}: class of {ident!r} must be a class name, not {values['class']!r}")
+        raise BadInputError(f"`overrides` {name}: class of {ident!r} must be a class name, not {values['class']!r}",
+                            params=("overrides",))
     try:
         ExportOptions.build(**export_settings(values))
     except BadInputError as exc:
-        raise BadInputError(f"--overrides {name}, {ident!r}: {exc}") from exc
+        raise BadInputError(f"`overrides` {name}, {ident!r}: {exc}", params=("overrides",)) from exc

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..errors import BadInputError
+from ..devices import parse_device
+from ..errors import BadInputError, first_line
 from .pool import Progress, failure_row, split_finished
 from .submissions import Submission
 from .unit import GradeOptions, class_preload, grade_one, load_common_data
@@ -41,8 +42,8 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise BadInputError(f"--ray needs Ray, which is not installed ({exc}); install it with {EXTRA_HINT}") \
-            from None
+        raise BadInputError(f"`run_ray` needs Ray, which is not installed ({exc}); install it with {EXTRA_HINT}",
+                            params=("run_ray",)) from None
     return ray
 
 
@@ -97,14 +98,14 @@ def run_ray(submissions: Iterable[Submission], options: GradeOptions, out_root: 
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise BadInputError(f"cannot start or reach {where}: {str(exc).strip().splitlines()[0]}") from None
+            raise BadInputError(f"cannot start or reach {where}: {first_line(exc)}") from None
     resources = {"num_cpus": 1, "max_retries": max(0, int(max_retries)), "retry_exceptions": False}
-    if options.device == "cuda":
+    if parse_device(options.device)[0] == "cuda":
         if not ray.cluster_resources().get("GPU"):  # the tasks would wait for a GPU forever
             if started_here:
                 ray.shutdown()
-            raise BadInputError("--device cuda with --ray, but the Ray cluster has no GPU; start its nodes "
-                                "with GPUs (ray start --num-gpus N) or grade with --device cpu")
+            raise BadInputError('device="cuda" with Ray, but the Ray cluster has no GPU; start its nodes '
+                                'with GPUs (ray start --num-gpus N) or grade with device="cpu"', params=("device",))
         resources["num_gpus"] = float(gpu_per_task)
     task = ray.remote(grade_task).options(**resources)
     out = str(Path(out_root).resolve())
@@ -148,7 +149,7 @@ def _collect(ray: Any, ref: Any, sub: Submission, options: GradeOptions, max_ret
         return ray.get(ref)
     except (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError, rx.ObjectLostError,
             rx.LocalRayletDiedError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return failure_row(sub, options, "crashed", f"the Ray worker died {max_retries + 1} time(s) grading this "
                            f"submission ({type(exc).__name__}: {reason[:160]})")
     except rx.TaskCancelledError:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from ..errors import BadInputError, DeviceError, OnnxplainError, UnsupportedModelError
+from ..errors import BadInputError, DeviceError, OnnxplainError, UnsupportedModelError, first_line
 from ..sidecar import read_sidecar, write_json_atomic
 from .submissions import Submission, options_hash
 
@@ -108,9 +108,10 @@ def grade_one(submission: Submission, options: GradeOptions, out_root: str | os.
         _grade_into(submission, options, tmp, row, worker, dataset, picked)
     except OnnxplainError as exc:
         row["status"], row["reason"] = classify(exc), for_grade(str(exc))
+        row["reason_params"] = [*exc.params, "overrides"]  # the API names in it (the CLI prints its flags)
     except Exception as exc:  # noqa: BLE001 - a student's file must cost only its own row
         log.exception("grading %s failed unexpectedly", submission.id)
-        row["status"], row["reason"] = "error", f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+        row["status"], row["reason"] = "error", f"internal error: {type(exc).__name__}: {first_line(exc)}"
     row["total_seconds"] = round(time.perf_counter() - started, 3)
     write_json_atomic(tmp / RESULT, row)
     _replace_dir(tmp, final)
@@ -233,23 +234,24 @@ def _arch_for(sub: Submission, fmt: str, opt: GradeOptions, class_name: str | No
     return f"{sub.root}:{name}" if name else str(sub.root)
 
 
-# Flags that `export` has and `grade` does not, in a reason meant for a grader: what to do in grade's terms.
+# Export parameters that `grade` has no flag for, in a reason meant for a grader: what to do in grade's terms
+# (`overrides` is grade's --overrides file, whose columns are arch_args, weights_key, class, ...).
 _GRADE_WORDING = (
-    (re.compile(r"--arch-args( JSON)?"), "arch_args in --overrides"),
-    (re.compile(r"--weights-key( KEY)?"), "weights_key in --overrides"),
-    (re.compile(r"--arch FILE\.py:CLASS"), "class in --overrides"),
-    (re.compile(r"pass the model's architecture with --arch model\.json \(the output of model\.to_json\(\)\)"),
+    (re.compile(r"`arch_args`"), "arch_args in `overrides`"),
+    (re.compile(r"weights_key='KEY'"), "weights_key in `overrides`"),
+    (re.compile(r"arch='FILE\.py:CLASS'"), "class in `overrides`"),
+    (re.compile(r"pass the model's architecture with arch='model\.json' \(the output of model\.to_json\(\)\)"),
      "put the model's architecture (model.to_json() saved as a .json file) in the student's folder"),
-    (re.compile(r"pass --arch path/to/model\.py(:\w+)?( \([^)]*\))?( or --arch MODULE:CLASS)?"),
+    (re.compile(r"pass arch='path/to/model\.py(:\w+)?'( \([^)]*\))?( or arch='MODULE:CLASS')?"),
      "add the student's .py file that defines the class to their folder"),
-    (re.compile(r"and pass --arch,"), "with the .py file of its class,"),
-    (re.compile(r"--arch '[^']*': "), "the student's code: "),
-    (re.compile(r" ?\(pass --allow-mismatch to keep it anyway\)"), ""),
+    (re.compile(r"and pass `arch`,"), "with the .py file of its class,"),
+    (re.compile(r"arch='[^']*': "), "the student's code: "),
+    (re.compile(r" ?\(pass allow_mismatch=True to keep it anyway\)"), ""),
 )
 
 
 def for_grade(reason: str) -> str:
-    """An export error reworded for `grade`, which sets per-student details through --overrides."""
+    """An export error reworded for `grade`, which sets per-student details through its `overrides` file."""
     for pattern, words in _GRADE_WORDING:
         reason = pattern.sub(words, reason)
     return reason
@@ -336,6 +338,6 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 
 def _version() -> str:
-    from ..explanation import library_versions
+    from ..versions import library_versions
 
     return library_versions().get("onnxplain", "?")

@@ -8,7 +8,7 @@ low-resolution cam is upsampled bilinearly (torch `interpolate`, align_corners=F
 
 The score is the logit by default, the probability with `target_output="probability"` (as saliency).
 `layer`: the name the student knows (Keras `conv2d_7`, PyTorch `features.3`); None = the last conv layer.
-extras: `layer` (the layer's name), `cam_lowres` (N, h, w) float32 at the layer's resolution.
+details (`GradCamDetails`): `layer` (the layer's name), `cam_lowres` (N, h, w) float32 at the layer's resolution.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..details import GradCamDetails
 from ..explanation import Explanation, make_explanation
 from ..layers import LayerInfo
 from ..model import Model
@@ -53,5 +54,5 @@ def gradcam(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int
                        align_corners=False).squeeze(1)
     return make_explanation(
         model, "gradcam", x, targets, to_numpy(up), params={"layer": info.name, "target_output": output}, scores=to_numpy(scores),
-        extras={"layer": info.name, "cam_lowres": to_numpy(low)},
+        details=GradCamDetails(layer=info.name, cam_lowres=to_numpy(low)),
     )

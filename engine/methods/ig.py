@@ -5,12 +5,8 @@ quadrature points a_k and weights w_k of `integration` (Captum's `method`, renam
 `explain(model, images, method=...)` names the attribution method; Captum's names: "gausslegendre" (default, as
 Captum), "riemann_trapezoid" (alias "riemann"), "riemann_left", "riemann_right", "riemann_middle").
 
-Baselines (`baseline`):
-- "black": a black image (pixel 0) mapped through the model's preprocessing, i.e. the model-space
-  value of black, not necessarily 0;
-- "blurred": the image blurred with a Gaussian of sigma = BLUR_SIGMA * max(H, W) pixels
-  (blurring commutes with the per-channel affine preprocessing, so it is done in model space);
-- "noise": uniform pixel noise in [0, 255] from `numpy.random.default_rng([seed, i])` for image i.
+Baselines (baseline): the shared vocabulary of `engine.baselines`: "black" (the default), "blur"
+("blurred" as before), "mean", "noise", a pixel value 0..255 or an array of the input's shape.
 
 All steps of all images are rows of one stream cut into chunks of `batch_size`: one forward and one
 backward pass per chunk, and no Python loop per step. When the network starts with affine ops (the
@@ -21,7 +17,7 @@ map = the sum over channels of the signed attributions: completeness (sum of att
 f(x) - f(baseline)) then holds for the map itself, and the sign says whether a pixel pushed the
 score up or down; take |map| to display magnitudes.
 
-extras: `attributions` (N, *input shape) in the model's layout; `baseline` (N, *input shape);
+details (`IGDetails`): `attributions` (N, *input shape) in the model's layout; `baseline` (N, *input shape);
 `delta` (N,) = sum(attributions) - (f(x) - f(baseline)) (Captum's convergence delta);
 `completeness_error` (N,) = |delta| / |f(x) - f(baseline)| (the denominator floored at 1e-12);
 `score_difference` (N,) = f(x) - f(baseline); `steps` (N,) the steps each image was integrated with.
@@ -39,11 +35,12 @@ from __future__ import annotations
 import functools
 import logging
 
-import cv2
 import numpy as np
 import torch
 
+from ..baselines import Baseline, baseline_images, describe
 from ..errors import BadInputError
+from ..details import IGDetails
 from ..explanation import Explanation, make_explanation
 from ..input_spec import InputSpec
 from ..model import Model
@@ -52,9 +49,7 @@ from ..torch_ops import channel_reduce, forward_scores, summed_gradients, target
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("black", "blurred", "noise")
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
-BLUR_SIGMA = 0.1
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,23 +84,9 @@ def _quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return a.numpy().astype(np.float32), w.astype(np.float32)
 
 
-def make_baseline(spec: InputSpec, x: np.ndarray, kind: str, seed: int) -> np.ndarray:
-    """The baseline batch (N, *shape) in model space."""
-    n = len(x)
-    if kind == "black":
-        return spec.pixels_to_model(np.zeros((n, spec.height, spec.width, spec.channels), np.float32))
-    if kind == "noise":
-        pixels = np.stack([np.random.default_rng([seed, i]).uniform(0.0, 255.0, (spec.height, spec.width, spec.channels))
-                           for i in range(n)]).astype(np.float32)
-        return spec.pixels_to_model(pixels)
-    if kind == "blurred":
-        sigma = BLUR_SIGMA * max(spec.height, spec.width)
-        hwc = np.transpose(x, (0, 2, 3, 1)) if spec.layout == "NCHW" else x
-        blurred = np.stack([cv2.GaussianBlur(np.ascontiguousarray(img), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-                            .reshape(img.shape) for img in hwc])
-        out = np.transpose(blurred, (0, 3, 1, 2)) if spec.layout == "NCHW" else blurred
-        return np.ascontiguousarray(out, dtype=np.float32)
-    raise BadInputError(f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}")
+def make_baseline(spec: InputSpec, x: np.ndarray, kind: Baseline, seed: int) -> np.ndarray:
+    """The baseline batch (N, *shape) in model space (`engine.baselines`)."""
+    return baseline_images(spec, x, kind, seed)
 
 
 TEXT = ("Gradients averaged along the straight path from a baseline to the image, multiplied by (image - baseline). "
@@ -116,10 +97,11 @@ TEXT = ("Gradients averaged along the straight path from a baseline to the image
 @register("ig", backend="torch", default_batch_size=128, title="Integrated gradients", text=TEXT, signed=True,
           bench_params={"steps": 50}, reference="captum IntegratedGradients")
 def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
-                         steps: int = 50, baseline: str = "black", integration: str = "gausslegendre",
+                         steps: int = 50, baseline: Baseline = "black", integration: str = "gausslegendre",
                          tolerance: float | None = None, max_steps: int = 1024,
                          target_output: str = "logit") -> Explanation:
-    """Integrated gradients from a baseline (black, blurred, noise); records the completeness error.
+    """Integrated gradients from a baseline (black, blur, mean, noise, a pixel value, an array); records the
+    completeness error.
 
     With `tolerance` (e.g. 0.01), each image whose completeness error is above it is integrated
     again with twice the steps, until it is within or `max_steps` is reached: ReLU and max-pool
@@ -127,7 +109,8 @@ def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, ba
     needs are not known in advance."""
     steps = int(steps)
     if tolerance is not None and not tolerance > 0:
-        raise BadInputError(f"ig tolerance (--tolerance) must be a positive fraction such as 0.01, got {tolerance}")
+        raise BadInputError(f"ig `tolerance` must be a positive fraction such as 0.01, got {tolerance}",
+                            params=("tolerance",))
     quadrature(integration, steps)  # a bad method or step count fails before any work
     output = model.explained_output(target_output)
     base = make_baseline(model.spec, x, baseline, seed)
@@ -148,14 +131,14 @@ def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, ba
                     int(todo.sum()), tolerance, max_steps, float(error[todo].max()))
     delta = attributions.reshape(len(x), -1).sum(axis=1, dtype=np.float64) - score_diff
     maps = channel_reduce(attributions, model.spec, "sum")
-    params: dict = {"steps": steps, "baseline": baseline, "integration": integration, "target_output": output}
+    params: dict = {"steps": steps, "baseline": describe(baseline), "integration": integration, "target_output": output}
     if tolerance is not None:
         params.update(tolerance=float(tolerance), max_steps=int(max_steps))
     return make_explanation(
         model, "ig", x, targets, maps, params=params, scores=scores,
-        extras={"attributions": attributions, "baseline": base, "delta": delta.astype(np.float32),
-                "completeness_error": error.astype(np.float32), "score_difference": score_diff.astype(np.float32),
-                "steps": used},
+        details=IGDetails(attributions=attributions, baseline=base, delta=delta.astype(np.float32),
+                          completeness_error=error.astype(np.float32),
+                          score_difference=score_diff.astype(np.float32), steps=used),
     )
 
 

@@ -2,7 +2,8 @@
 
 For each image: superpixels (`engine.segmentation`), a binary matrix of `samples` random
 on/off patterns over them (row 0 all on, as lime does), each pattern rendered as an image whose
-"off" superpixels show `hide_color` (None: each superpixel's mean colour, lime's default), the
+"off" superpixels show `baseline` ("mean": each superpixel's mean colour, lime's default hide_color=None;
+or any other baseline of `engine.baselines`; `hide_color`, lime's name, still works), the
 model's outputs on all of them, lime's kernel on the cosine distance to the all-on row, and
 lime's weighted ridge (see `engine.lime_fit`) solved in closed form for every class at once.
 
@@ -38,11 +39,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from ..batching import batch_slices
+from ..baselines import Baseline, baseline_images, baseline_name, describe, pixel_constant
 from ..errors import BadInputError
+from ..details import LimeDetails
 from ..explanation import Explanation, make_explanation
 from ..lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
 from ..lime_stability import image_stability, paired_stability
-from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
+from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, predict_perturbed
 from ..registry import register
 from ..segmentation import DEFAULT_N_SEGMENTS, SEGMENTERS, segment_batch
 
@@ -98,14 +101,13 @@ def paired_masks(samples: int, n_features: int, seed: int) -> np.ndarray:
     return masks[:samples]
 
 
-def hidden_images(model: "Model", x: np.ndarray, segments: np.ndarray,
-                  hide_color: float | Sequence[float] | None) -> np.ndarray:
-    """What an "off" superpixel shows, as model input (N, *spec.shape): each superpixel's mean
-    (hide_color None, lime's default) or one pixel value 0..255 (a number, or one per channel)."""
-    if hide_color is not None:
-        const = per_channel_constant(model, hide_color, "hide_color")
-        return np.ascontiguousarray(np.broadcast_to(const, x.shape))
-    nhwc = x if model.spec.layout == "NHWC" else x.transpose(0, 2, 3, 1)
+def hidden_images(model: "Model", x: np.ndarray, segments: np.ndarray, baseline: Baseline | None,
+                  seed: int = 0) -> np.ndarray:
+    """What an "off" superpixel shows, as model input (N, *spec.shape): each superpixel's mean ("mean" or
+    None, lime's default) or any other baseline of `engine.baselines` (a pixel value 0..255, "black", ...)."""
+    if baseline is not None and baseline_name(baseline) != "mean":
+        return baseline_images(model.spec, x, baseline, seed)
+    nhwc = model.spec.to_nhwc(x)
     out = np.empty(nhwc.shape, dtype=np.float32)
     for i, seg in enumerate(segments):
         flat = seg.ravel()
@@ -113,7 +115,20 @@ def hidden_images(model: "Model", x: np.ndarray, segments: np.ndarray,
         for c in range(nhwc.shape[-1]):
             means = np.bincount(flat, weights=nhwc[i, ..., c].ravel().astype(np.float64)) / counts
             out[i, ..., c] = means[seg]
-    return out if model.spec.layout == "NHWC" else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    return model.spec.from_nhwc(out)
+
+
+def lime_hide_color(model: "Model", baseline: Baseline | None) -> float | Sequence[float] | None:
+    """The lime package's `hide_color` for `baseline`: None for "mean", 0 for "black", a pixel value as is;
+    the package has no other baselines."""
+    name = baseline_name(baseline) if baseline is not None else "mean"
+    if name is None and np.ndim(baseline) <= 1:
+        pixel_constant(model.spec, baseline, "baseline")  # validated as ours validates it
+        return baseline  # type: ignore[return-value]
+    if name in ("mean", "black"):
+        return None if name == "mean" else 0
+    raise BadInputError(f"impl='lime' (the lime package) takes baseline 'mean', 'black' or a pixel value, "
+                        f"not {describe(baseline)!r}")
 
 
 class _Perturbed:
@@ -332,7 +347,8 @@ def forward_passes(params: dict[str, Any], spec: Any) -> int:
 # with 22-53% fewer forwards (benchmarks/results/lime_stability.md).
 @register("lime", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE, title="LIME", text=TEXT,
           signed=True, report_params={"samples": AUTO}, bench_params={"samples": 1000},
-          reference="lime LimeImageExplainer", forward_passes=forward_passes)
+          reference="lime LimeImageExplainer", forward_passes=forward_passes,
+          aliases={"hide_color": "baseline"})
 def lime(
     model: "Model",
     x: np.ndarray,
@@ -344,7 +360,7 @@ def lime(
     segments: str = "slic",
     n_segments: int = DEFAULT_N_SEGMENTS,
     kernel_width: float = 0.25,
-    hide_color: float | Sequence[float] | None = None,
+    baseline: Baseline | None = "mean",
     top_k: int = 5,
     impl: str = "ours",
     max_samples: int = 5000,
@@ -352,15 +368,15 @@ def lime(
 ) -> Explanation:
     """LIME: signed superpixel weights of a local weighted ridge model fitted on random perturbations.
 
-    maps: each pixel holds its superpixel's weight for the target class. extras: `segments` (N, H, W)
+    maps: each pixel holds its superpixel's weight for the target class. details (`LimeDetails`): `segments` (N, H, W)
     int32, `weights` (N, S_max) NaN-padded, `n_segments` (N,), `r2`, `intercept`, `local_pred` (N,),
     `positive_mask` / `negative_mask` (N, H, W) bool (the top_k superpixels either way, as lime's
     get_image_and_mask), `stability` (N,) the probability that those top_k superpixels and their signs
-    hold on other perturbations (`engine.lime_stability`), `samples_used` (N,). hide_color: None
-    (superpixel mean) or a pixel value 0..255.
+    hold on other perturbations (`engine.lime_stability`), `samples_used` (N,). baseline: "mean"
+    (each superpixel's mean, lime's hide_color=None; None means the same), or a baseline of `engine.baselines`.
 
     samples="auto": complementary pairs of perturbations (`paired_masks`) in rounds until the expected
-    Jaccard index of the signed top_k set with another draw's reaches `stability` (recorded as the extra
+    Jaccard index of the signed top_k set with another draw's reaches `stability` (recorded as the detail
     `expected_jaccard`), at most `max_samples` (rounded down to whole pairs) of them (`fit_lime_auto`);
     a number: exactly that many, as the lime package draws.
     """
@@ -388,7 +404,7 @@ def lime(
     log.debug("lime: %s gave %s superpixels", segments, n_feat.tolist())
     scores = None
     if impl == "ours":
-        hidden = hidden_images(model, x, segs, hide_color)
+        hidden = hidden_images(model, x, segs, baseline, seed)
         if auto:
             count -= count % 2
             masks = [paired_masks(count, int(k), seed) for k in n_feat]
@@ -402,23 +418,21 @@ def lime(
         assert result.outputs is not None
         scores = result.outputs[np.arange(len(targets)), 0, targets]  # row 0: the unperturbed image
     else:
-        if hide_color is not None:
-            per_channel_constant(model, hide_color, "hide_color")  # same validation as ours
         result, pos, neg = run_lime_package(model, x, targets, segs, samples=count, kernel_width=kernel_width,
-                                            hide_color=hide_color, top_k=top_k, batch_size=batch_size, seed=seed)
+                                            hide_color=lime_hide_color(model, baseline), top_k=top_k,
+                                            batch_size=batch_size, seed=seed)
 
     weights = result.weights
     maps = np.stack([np.nan_to_num(w)[seg] for w, seg in zip(weights, segs)]).astype(np.float32)
     params = dict(samples=AUTO if auto else count, segments=segments, n_segments=int(n_segments),
-                  kernel_width=float(kernel_width), hide_color=hide_color, top_k=top_k, impl=impl,
+                  kernel_width=float(kernel_width), baseline=describe(baseline if baseline is not None else "mean"),
+                  top_k=top_k, impl=impl,
                   batch_size=batch_size, seed=seed)
     if auto:
         params.update(max_samples=count, stability=float(stability))
-    extras = dict(
+    details = LimeDetails(
         segments=segs, weights=weights, n_segments=n_feat, r2=result.r2, intercept=result.intercept,
         local_pred=result.local_pred, positive_mask=pos, negative_mask=neg, stability=result.stability,
-        samples_used=result.samples,
+        samples_used=result.samples, expected_jaccard=result.expected_jaccard,
     )
-    if result.expected_jaccard is not None:
-        extras["expected_jaccard"] = result.expected_jaccard
-    return make_explanation(model, "lime", x, targets, maps, params=params, scores=scores, extras=extras)
+    return make_explanation(model, "lime", x, targets, maps, params=params, scores=scores, details=details)

@@ -10,30 +10,31 @@ clipped at the border, so every pixel is covered when stride <= window.
 Every window of every image is evaluated in batches through onnxruntime (the unperturbed image
 rides along as perturbation 0); a batch spans images x windows. Scores are the model's outputs
 (probabilities when the graph ends in a softmax, logits otherwise), as Captum takes them.
-Baselines: a pixel value 0..255 (0 = black; one number or one per channel), "mean" (each
-image's per-channel mean) or "blur" (a Gaussian-blurred copy, sigma = half the window's longer
-side, OpenCV's default reflected border).
+Baselines (`engine.baselines`, shared with integrated gradients and LIME): a pixel value 0..255 (0,
+the default, is black; one number or one per channel), "black", "mean" (each image's per-channel
+mean), "blur" (a Gaussian-blurred copy, sigma = 0.1 * max(H, W), reflected border), "noise" or an
+array of the input's shape.
 """
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, Sequence
 
-import cv2
 import numpy as np
 
+from ..baselines import Baseline, describe
+from ..baselines import baseline_images
 from ..errors import BadInputError
+from ..details import OcclusionDetails
 from ..explanation import Explanation, make_explanation
-from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
+from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, predict_perturbed
 from ..registry import register
 
 if TYPE_CHECKING:
     from ..model import Model
 
-NAMED_BASELINES = ("mean", "blur")
-
-
-def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
+def hw_pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
+    """(height, width) from one positive integer or two; `what` names the parameter in the error."""
     vals = [value, value] if np.isscalar(value) else list(value)  # type: ignore[arg-type]
     if len(vals) != 2 or any(int(v) != v or int(v) < 1 for v in vals):
         raise BadInputError(f"{what} {value!r} must be a positive integer or two of them (height, width)")
@@ -60,35 +61,13 @@ def cover_matrix(size: int, window: int, stride: int) -> np.ndarray:
     return (pix[None, :] >= starts[:, None]) & (pix[None, :] < starts[:, None] + window)
 
 
-def baseline_images(model: "Model", x: np.ndarray, baseline: float | str | Sequence[float],
-                    window: tuple[int, int]) -> np.ndarray:
-    """The occluding content as model input (N, *spec.shape)."""
-    spec = model.spec
-    if isinstance(baseline, str):
-        if baseline == "mean":
-            axes = (2, 3) if spec.layout == "NCHW" else (1, 2)
-            return np.ascontiguousarray(np.broadcast_to(x.mean(axis=axes, keepdims=True, dtype=np.float64), x.shape),
-                                        dtype=np.float32)
-        if baseline == "blur":
-            # Preprocessing is a per-channel affine map and the kernel sums to 1: blurring the model
-            # input equals blurring the pixels, without clipping values outside 0..255.
-            sigma = max(window) / 2.0
-            nhwc = x if spec.layout == "NHWC" else x.transpose(0, 2, 3, 1)
-            out = np.stack([cv2.GaussianBlur(np.ascontiguousarray(img), (0, 0), sigmaX=sigma, sigmaY=sigma)
-                            .reshape(img.shape) for img in nhwc])
-            return out if spec.layout == "NHWC" else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-        raise BadInputError(f"baseline {baseline!r} is not a pixel value (0..255) or one of: {', '.join(NAMED_BASELINES)}")
-    const = per_channel_constant(model, baseline, "baseline")
-    return np.ascontiguousarray(np.broadcast_to(const, x.shape))
-
-
 TEXT = ("A window slides over the image and hides what is under it; each pixel gets the average drop of the score "
         "over the windows that cover it. Red: hiding it lowers the score (the model needs it).")
 
 
 def forward_passes(params: dict[str, Any], spec: Any) -> int:
     """Captum's window positions plus the unoccluded image, per image: the benchmarks' floor."""
-    (wh, ww), (sh, sw) = _pair(params.get("window", 8), "window"), _pair(params.get("stride", 4), "stride")
+    (wh, ww), (sh, sw) = hw_pair(params.get("window", 8), "window"), hw_pair(params.get("stride", 4), "stride")
     return len(window_starts(spec.height, wh, sh)) * len(window_starts(spec.width, ww, sw)) + 1
 
 
@@ -104,20 +83,20 @@ def occlusion(
     seed: int,
     window: int | Sequence[int] | None = None,
     stride: int | Sequence[int] | None = None,
-    baseline: float | str | Sequence[float] = 0.0,
+    baseline: Baseline = 0.0,
 ) -> Explanation:
     """Occlusion: the drop in the target score when a sliding window shows the baseline, averaged per pixel.
 
     window/stride: int or (height, width); None: `default_window` of the input size (8 and 4 up to 48
-    pixels a side). baseline: a pixel value 0..255 (0 = black), "mean" or "blur".
-    maps: signed, positive where hiding the pixel lowers the score. extras: `score_drops` (N, rows,
+    pixels a side). baseline: a pixel value 0..255 (0 = black) or a name of `engine.baselines`.
+    maps: signed, positive where hiding the pixel lowers the score. details: `score_drops` (N, rows,
     cols), the drop for each window position.
     """
     spec = model.spec
     size = (spec.height, spec.width)
     auto_window, auto_stride = default_window(size)
-    win = _pair(window, "window") if window is not None else auto_window
-    step = _pair(stride, "stride") if stride is not None else (auto_stride if window is None else
+    win = hw_pair(window, "window") if window is not None else auto_window
+    step = hw_pair(stride, "stride") if stride is not None else (auto_stride if window is None else
                                                                 tuple(max(1, w // 2) for w in win))
     for side, w, s, d in zip(("height", "width"), win, step, size):
         if w > d:
@@ -126,7 +105,7 @@ def occlusion(
             raise BadInputError(f"stride {step} is larger than window {win}: some pixels would never be occluded")
     rows, cols = cover_matrix(size[0], win[0], step[0]), cover_matrix(size[1], win[1], step[1])
     n_rows, n_cols = rows.shape[0], cols.shape[0]
-    base = baseline_images(model, x, baseline, win)
+    base = baseline_images(spec, x, baseline, seed)
 
     arrays = arrays_for(model)
     # Perturbation 0 hides nothing (the unperturbed score); p >= 1 is window row (p-1)//cols, column (p-1)%cols.
@@ -151,7 +130,6 @@ def occlusion(
     counts = r64.sum(axis=0)[:, None] * c64.sum(axis=0)[None, :]
     maps = (total / counts).astype(np.float32)
 
-    params = dict(window=list(win), stride=list(step), baseline=baseline if isinstance(baseline, str) else
-                  np.asarray(baseline, dtype=float).tolist(), batch_size=batch_size)
+    params = dict(window=list(win), stride=list(step), baseline=describe(baseline), batch_size=batch_size)
     return make_explanation(model, "occlusion", x, targets, maps, params=params, scores=target_scores[:, 0],
-                            extras={"score_drops": drops.astype(np.float32)})
+                            details=OcclusionDetails(score_drops=drops.astype(np.float32)))

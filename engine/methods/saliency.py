@@ -8,7 +8,7 @@ With `signed=True` the map keeps the gradient's sign: at every pixel it is the g
 channel with the largest |gradient| (for gray models simply the gradient), so |signed map| equals
 the default map.
 
-extras:
+details (`SaliencyDetails`):
 - `attributions`: the raw gradient (N, *input shape) in the model's layout;
 - `mask`: the saliency mask some reports show: the display image (N, H, W, C) in [0, 1] weighted
   per pixel by |map| normalised to [0, 1] per image.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..details import SaliencyDetails
 from ..explanation import Explanation, make_explanation
 from ..model import Model
 from ..registry import register
@@ -47,5 +48,5 @@ def saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: in
     maps = channel_reduce(grads, model.spec, "signed" if signed else "absmax")
     return make_explanation(
         model, "saliency", x, targets, maps, params={"signed": bool(signed), "target_output": output}, scores=scores,
-        extras={"attributions": grads, "mask": saliency_mask(model, x, maps)},
+        details=SaliencyDetails(attributions=grads, mask=saliency_mask(model, x, maps)),
     )

@@ -12,7 +12,8 @@ map = max over channels of mean(|gradient|) over the samples: Captum's
 With `signed=True` the signed gradients are averaged and the map keeps the sign of the channel
 with the largest |mean gradient| (as saliency's `signed`).
 
-extras: `attributions` (N, *input shape), the averaged (absolute or signed) gradient in the model's layout;
+details (`SmoothGradDetails`): `attributions` (N, *input shape), the averaged (absolute or signed) gradient in
+the model's layout;
 `noise_sd` (N,), the noise standard deviation used per image (model space).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
+from ..details import SmoothGradDetails
 from ..explanation import Explanation, make_explanation
 from ..model import Model
 from ..registry import register
@@ -74,5 +76,5 @@ def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: 
         model, "smoothgrad", x, targets, maps,
         params={"samples": samples, "sigma": float(sigma), "signed": bool(signed), "target_output": output},
         scores=to_numpy(scores),
-        extras={"attributions": attributions, "noise_sd": sd},
+        details=SmoothGradDetails(attributions=attributions, noise_sd=sd),
     )

@@ -8,9 +8,10 @@ a signed map ranks the strongest positive evidence first; take |map| before if m
 - insertion: starting from the baseline, the top-ranked pixels of the image are revealed in the
   same order; a faithful map makes the score rise fast (high AUC).
 
-Baselines are those of integrated gradients (`engine.methods.ig.make_baseline`): "black" (pixel 0
-mapped through the model's preprocessing), "blurred" (Gaussian, sigma = 0.1 * max(H, W) pixels;
-"blur" is accepted as an alias), "noise" (seeded uniform pixel noise).
+Baselines are the named ones of `engine.baselines`, shared with the methods: "black" (pixel 0
+mapped through the model's preprocessing), "blur" (Gaussian, sigma = 0.1 * max(H, W) pixels;
+"blurred" is accepted as before), "mean" (the image's per-channel mean), "noise" (seeded uniform
+pixel noise).
 
 Score: the probability of the target class: the model's output when the graph ends in a softmax
 (`Model.output_kind == "probabilities"`), the softmax of the output when it gives logits (so curves
@@ -34,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..baselines import NAMES, baseline_images, baseline_name
 from ..errors import BadInputError
-from ..methods.ig import make_baseline
 from ..perturbation import arrays_for, predict_perturbed
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("black", "blurred", "noise")
-_ALIASES = {"blur": "blurred"}
 
 
 @dataclass(frozen=True)
@@ -186,9 +185,9 @@ def deletion_insertion(
     steps = int(steps)
     if steps < 1:
         raise BadInputError(f"deletion/insertion needs steps >= 1, got {steps}")
-    kind = _ALIASES.get(baseline, baseline)
-    if kind not in BASELINES:
-        raise BadInputError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)} (or blur)")
+    if not isinstance(baseline, str):
+        raise BadInputError(f"deletion/insertion takes a named baseline ({', '.join(NAMES)}), got {baseline!r}")
+    kind = baseline_name(baseline)
     x = model.spec.check_model_input(explanation.inputs)
     maps = np.asarray(explanation.maps)
     if maps.shape != (len(x), model.spec.height, model.spec.width):
@@ -196,7 +195,7 @@ def deletion_insertion(
             f"maps have shape {maps.shape}; the model's input needs ({len(x)}, {model.spec.height}, {model.spec.width})"
         )
     targets = np.asarray(explanation.targets, np.int64)
-    base = make_baseline(model.spec, x, kind, seed)
+    base = baseline_images(model.spec, x, kind, seed)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     rankings = [pixel_ranks(maps)]
     shared = None

@@ -28,7 +28,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
@@ -62,7 +62,7 @@ class RandomisationResult:
     """Similarity of the maps after each cascading randomisation stage to the original maps.
 
     `layers[k]` is the deepest layer randomised at computed stage k (it and every layer above it are
-    random; `extras["stages"]` says which of the `extras["layers_with_parameters"]` cascading stages were
+    random; `stages` says which of the `layers_with_parameters` cascading stages were
     computed, all of them unless `stages` was given); `spearman` and `ssim` are (L, N); `maps` (L+1, N, H, W):
     the original maps then each computed stage's.
     """
@@ -74,7 +74,8 @@ class RandomisationResult:
     threshold: float = FLAG_THRESHOLD
     maps: np.ndarray | None = None
     seconds: float = 0.0
-    extras: dict[str, Any] = field(default_factory=dict)
+    stages: list[int] | None = None
+    layers_with_parameters: int | None = None
 
     @property
     def final_spearman(self) -> float:
@@ -92,7 +93,9 @@ class RandomisationResult:
             "ssim": self.ssim.tolist(), "final_spearman": self.final_spearman,
             "final_ssim": float(self.ssim[-1].mean()) if len(self.layers) else None,
             "threshold": self.threshold, "flagged": self.flagged, "seconds": self.seconds,
-            **{k: self.extras[k] for k in ("stages", "layers_with_parameters") if k in self.extras},
+            **({"stages": self.stages} if self.stages is not None else {}),
+            **({"layers_with_parameters": self.layers_with_parameters}
+               if self.layers_with_parameters is not None else {}),
         }
 
 
@@ -327,5 +330,5 @@ def randomisation_check(
     return RandomisationResult(
         method=label, layers=tuple(names), spearman=np.stack(rho), ssim=np.stack(sim), threshold=float(threshold),
         maps=np.stack(stack).astype(np.float32) if keep_maps else None, seconds=time.perf_counter() - start,
-        extras={"stages": at, "layers_with_parameters": len(chosen)},
+        stages=at, layers_with_parameters=len(chosen),
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..details import IGDetails
 from ..registry import get_method
 from .faithfulness import FaithfulnessCurves, deletion_insertion
 from .randomisation import FLAG_THRESHOLD, RandomisationResult, randomisation_check
@@ -74,7 +75,7 @@ def trust_metrics(
     curves = deletion_insertion(model, explanation, steps=steps, baseline=baseline, batch_size=batch_size, seed=seed,
                                 reference=reference)
     curve_seconds = time.perf_counter() - start
-    error = explanation.extras.get("completeness_error")
+    error = explanation.details.completeness_error if isinstance(explanation.details, IGDetails) else None
     result = None
     n_rand = 0
     if randomise:

@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ..details import GradCamDetails, IGDetails, LimeDetails, SaliencyDetails
 from ..registry import is_signed_method
 from ..sidecar import atomic_path
 
@@ -348,29 +349,24 @@ def is_signed(explanation: "Explanation") -> bool:
 
 def explanation_panels(explanation: "Explanation") -> list[str]:
     panels = ["image", "map", "overlay"]
-    if "mask" in explanation.extras:
+    if isinstance(explanation.details, SaliencyDetails):
         panels.append("mask")
-    if "segments" in explanation.extras:
+    if isinstance(explanation.details, LimeDetails):
         panels.append("superpixels")
     return panels
 
 
 def explanation_title(explanation: "Explanation", index: int | None) -> str:
-    extras = explanation.extras
+    details = explanation.details
+    layer = [f"layer {details.layer}"] if isinstance(details, GradCamDetails) else []
     if index is None:
-        parts = [explanation.method]
-        if "layer" in extras:
-            parts.append(f"layer {extras['layer']}")
-        parts.append(f"{len(explanation)} images, {explanation.seconds:.2f} s")
-        return " · ".join(parts)
-    parts = [explanation.method, f"target {explanation.target_name(index)} (score {explanation.scores[index]:.3f})"]
-    if "layer" in extras:
-        parts.append(f"layer {extras['layer']}")
-    if "completeness_error" in extras:
-        parts.append(f"completeness error {float(np.asarray(extras['completeness_error'])[index]):.2%}")
-    if "r2" in extras:
-        parts.append(f"R² {float(np.asarray(extras['r2'])[index]):.2f}")
-    if "stability" in extras:
+        return " · ".join([explanation.method, *layer, f"{len(explanation)} images, {explanation.seconds:.2f} s"])
+    parts = [explanation.method, f"target {explanation.target_name(index)} (score {explanation.scores[index]:.3f})",
+             *layer]
+    if isinstance(details, IGDetails):
+        parts.append(f"completeness error {float(details.completeness_error[index]):.2%}")
+    if isinstance(details, LimeDetails):
+        parts.append(f"R² {float(details.r2[index]):.2f}")
         parts.append(lime_stability_text(explanation, index))
     return " · ".join(parts)
 
@@ -378,8 +374,11 @@ def explanation_title(explanation: "Explanation", index: int | None) -> str:
 def lime_stability_text(explanation: "Explanation", index: int, *, prefix: bool = True) -> str:
     """'top-5 stable at 97%, 400 samples' (without `prefix`: '97%, 400 samples'): how likely LIME's top
     superpixels are to hold on other perturbations, and how many perturbations it took."""
-    stable = float(np.asarray(explanation.extras["stability"])[index])
-    used = int(np.asarray(explanation.extras["samples_used"])[index])
+    details = explanation.details
+    if not isinstance(details, LimeDetails):
+        raise TypeError(f"{explanation.method} has no LIME stability (details: {type(details).__name__})")
+    stable = float(details.stability[index])
+    used = int(details.samples_used[index])
     text = f"{stable:.0%}, {used:,} samples"
     return f"top-{explanation.params.get('top_k', 5)} stable at {text}" if prefix else text
 
@@ -445,12 +444,14 @@ def _draw_panel(fig: Figure, layout: Layout, ax: Axes, panel: str, explanation: 
         heading = heading or "overlay"
     elif panel == "mask":
         # The method's own masked image: the display image weighted by the normalised |map|.
-        _draw_image(ax, np.asarray(explanation.extras["mask"][index], dtype=np.float32))
+        assert isinstance(explanation.details, SaliencyDetails)  # explanation_panels chose this panel
+        _draw_image(ax, np.asarray(explanation.details.mask[index], dtype=np.float32))
         heading = heading or "saliency mask"
     elif panel == "superpixels":
-        ex = explanation.extras
-        ax.imshow(lime_picture(image, np.asarray(ex["segments"][index]), np.asarray(ex["positive_mask"][index], bool),
-                               np.asarray(ex["negative_mask"][index], bool)), interpolation="nearest")
+        ex = explanation.details
+        assert isinstance(ex, LimeDetails)  # explanation_panels chose this panel
+        ax.imshow(lime_picture(image, np.asarray(ex.segments[index]), np.asarray(ex.positive_mask[index], bool),
+                               np.asarray(ex.negative_mask[index], bool)), interpolation="nearest")
         heading = heading or "top superpixels: + red, - blue"
     else:
         raise ValueError(f"unknown panel {panel!r}")

@@ -18,13 +18,10 @@ MAX_ROWS = 8  # images drawn inline; the arrays hold them all
 
 def explanation_html(expl: "Explanation") -> str:
     """The explanation's grid (image, map, overlay per row) as an embedded PNG, with a one-line caption."""
-    from dataclasses import replace
-
     from .figures import render_grid
 
     n = min(len(expl), MAX_ROWS)
-    shown = replace(expl, maps=expl.maps[:n], inputs=expl.inputs[:n], targets=expl.targets[:n],
-                    scores=expl.scores[:n], extras=_first(expl.extras, n, len(expl)))
+    shown = expl.take(np.arange(n))
     with tempfile.TemporaryDirectory() as tmp:
         png = render_grid(shown, Path(tmp) / "grid.png", images=display_inputs(shown))
         data = base64.b64encode(png.read_bytes()).decode("ascii")
@@ -46,11 +43,6 @@ def display_inputs(expl: "Explanation") -> np.ndarray:
     lo = x.min(axis=(1, 2, 3), keepdims=True)
     span = np.maximum(x.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-12)
     return (x - lo) / span
-
-
-def _first(extras: dict[str, Any], n: int, total: int) -> dict[str, Any]:
-    return {k: (v[:n] if isinstance(v, np.ndarray) and v.ndim >= 1 and len(v) == total else v)
-            for k, v in extras.items()}
 
 
 def summary_html(summary: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import onnx
 import torch
 
-from ..errors import ConversionError
+from ..errors import ConversionError, first_line
 from . import converters
 from .fx_passes import UnknownOutputError, set_outputs, specialise
 from .graph import REWRITES, optimize as optimize_graph, prepare
@@ -27,7 +27,7 @@ def to_onnx_for_torch(model: onnx.ModelProto, *, optimize: bool = True) -> onnx.
         prepared = prepare(model)
         return optimize_graph(prepared) if optimize else prepared
     except Exception as exc:  # onnxscript/onnx-ir raise many types on graphs they cannot handle
-        raise ConversionError(f"cannot prepare the ONNX graph for torch: {_first_line(exc)}") from exc
+        raise ConversionError(f"cannot prepare the ONNX graph for torch: {first_line(exc)}") from exc
 
 
 def to_torch(model: onnx.ModelProto, *, optimize: bool = True) -> torch.nn.Module:
@@ -44,12 +44,12 @@ def to_torch(model: onnx.ModelProto, *, optimize: bool = True) -> torch.nn.Modul
         module = onnx2torch.convert(graph, attach_onnx_mapping=True)
         set_outputs(module, [o.name for o in graph.graph.output])
     except NotImplementedError as exc:
-        raise ConversionError(f"onnx2torch cannot convert this model: {_first_line(exc)}; "
+        raise ConversionError(f"onnx2torch cannot convert this model: {first_line(exc)}; "
                               f"its ops: {', '.join(converters.describe(graph))}") from exc
     except UnknownOutputError as exc:
         raise ConversionError(f"graph output {exc.args[0]!r} is not produced by any converted node") from exc
     except Exception as exc:  # converters raise KeyError/ValueError/RuntimeError on graphs they cannot map
-        raise ConversionError(f"onnx2torch failed on this model ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise ConversionError(f"onnx2torch failed on this model ({type(exc).__name__}: {first_line(exc)})") from exc
     module = module.float().eval()
     if optimize:
         specialise(module)
@@ -58,8 +58,3 @@ def to_torch(model: onnx.ModelProto, *, optimize: bool = True) -> torch.nn.Modul
             # memory format changes no value, and NHWC inputs permuted to NCHW are already laid out so.
             module = module.to(memory_format=torch.channels_last)
     return module
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -43,6 +43,17 @@ def plain_module(source: Path | onnx.ModelProto) -> torch.nn.Module:
     return module
 
 
+BRIDGES = ("ours", "onnx2torch")  # the torch module Captum runs on: ours (Model.torch_scores), or the plain one
+
+
+def score_module(model: Model, bridge: str, target_output: str = "logit") -> torch.nn.Module:
+    """The module of the explained score that Captum is run on: this Model's rewritten torch module, or
+    plain `onnx2torch.convert` of the same score graph, so the equality tests check the bridge too."""
+    if bridge == "ours":
+        return model.torch_scores(target_output)
+    return plain_module(model.score_onnx(target_output))
+
+
 def module_computing(module: torch.nn.Module, value: str) -> torch.nn.Module:
     """The submodule of an onnx2torch module whose output is the ONNX value `value`."""
     for _, sub in module.named_modules():

@@ -86,5 +86,5 @@ def test_ig_through_the_split_equals_ig_on_the_whole_module(tiny_onnx, kind) -> 
     split = explain(model, x, "ig", preprocessed=True, steps=20, batch_size=7, baseline="noise")
     model.torch_affine_split = lambda target_output="logit": None  # type: ignore[method-assign]
     whole = explain(model, x, "ig", preprocessed=True, steps=20, batch_size=7, baseline="noise")
-    scale = np.abs(whole.extras["attributions"]).max()
-    np.testing.assert_allclose(split.extras["attributions"], whole.extras["attributions"], rtol=0, atol=1e-5 * scale)
+    scale = np.abs(whole.details.attributions).max()
+    np.testing.assert_allclose(split.details.attributions, whole.details.attributions, rtol=0, atol=1e-5 * scale)

@@ -29,10 +29,10 @@ def test_equals_captum_layer_gradcam(tiny_onnx, kind):
     for layer in model.conv_layers():
         e = explain(model, x, "gradcam", preprocessed=True, layer=layer.name, batch_size=3)
         low, up = captum_gradcam(model, layer.name, x, e.targets)
-        assert e.extras["layer"] == layer.name and e.params["layer"] == layer.name
-        assert e.extras["cam_lowres"].shape == (4, *layer.output_shape[1:])
+        assert e.details.layer == layer.name and e.params["layer"] == layer.name
+        assert e.details.cam_lowres.shape == (4, *layer.output_shape[1:])
         assert e.maps.shape == (4, 16, 16) and (e.maps >= 0).all()
-        np.testing.assert_allclose(e.extras["cam_lowres"], low, rtol=0, atol=1e-5 * max(1.0, np.abs(low).max()))
+        np.testing.assert_allclose(e.details.cam_lowres, low, rtol=0, atol=1e-5 * max(1.0, np.abs(low).max()))
         np.testing.assert_allclose(e.maps, up, rtol=0, atol=1e-5 * max(1.0, np.abs(up).max()))
         np.testing.assert_allclose(e.scores, ort_scores(model, x)[np.arange(4), e.targets], rtol=0, atol=1e-5)
 
@@ -59,12 +59,12 @@ def test_against_hooks_on_the_source_torch_model(tiny_onnx):
 @pytest.mark.slow
 def test_o01_default_is_the_last_conv_layer(o01, faces):
     e = explain(o01, list(faces[:3]), "gradcam")
-    assert e.extras["layer"] == o01.conv_layers()[-1].name == "conv2d_1"
-    assert e.extras["cam_lowres"].shape == (3, 21, 21)
+    assert e.details.layer == o01.conv_layers()[-1].name == "conv2d_1"
+    assert e.details.cam_lowres.shape == (3, 21, 21)
     low, up = captum_gradcam(o01, "conv2d_1", e.inputs, e.targets)
     np.testing.assert_allclose(e.maps, up, rtol=0, atol=1e-5 * max(1.0, up.max()))
     first = explain(o01, list(faces[:3]), "gradcam", layer="conv2d")
-    assert first.extras["cam_lowres"].shape == (3, 46, 46)
+    assert first.details.cam_lowres.shape == (3, 46, 46)
 
 
 def test_unknown_and_non_conv_layers(tiny_onnx):

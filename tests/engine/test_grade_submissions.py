@@ -13,6 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from onnxplain.cli.app import app
+from onnxplain.cli.flags import with_flags
+from onnxplain.engine.errors import BadInputError
 from onnxplain.engine.grading import discover_submissions
 from onnxplain.engine.grading.unit import for_grade
 from tests.conftest import zoo_path
@@ -99,10 +101,14 @@ def test_reasons_are_whole_sentences_naming_only_grades_flags(graded) -> None:
     for r in [*rows.values(), *again.values()]:
         reason = r["reason"]
         assert "\n" not in reason and "…" not in reason
+        assert "`" not in reason and not re.search(r"\w='|=True", reason), reason  # API names became flags
         for flag in re.findall(r"--[a-z][a-z-]+", reason):
             assert flag in grade_flags, (r["id"], flag, reason)
-    assert not re.search(r"--(arch-args|weights-key|allow-mismatch)\b", for_grade(
-        "x does not fit (--arch-args JSON); pick with --weights-key KEY (pass --allow-mismatch to keep it anyway)"))
+    exported = BadInputError("x does not fit (`arch_args`); pick with weights_key='KEY' (pass allow_mismatch=True to "
+                             "keep it anyway)", params=("arch_args", "weights_key", "allow_mismatch"))
+    shown = with_flags(for_grade(str(exported)), [*exported.params, "overrides"])
+    assert not re.search(r"--(arch-args|weights-key|allow-mismatch)\b", shown)
+    assert shown == "x does not fit (arch_args in --overrides); pick with weights_key in --overrides"
 
 
 def typer_command():

@@ -8,44 +8,48 @@ from captum.attr import IntegratedGradients
 
 from onnxplain.engine import BadInputError, InputSpec, Model, explain
 from onnxplain.engine.methods.ig import make_baseline, quadrature
-from tests.engine.gradient_data import TINY, captum_inputs, mnist_digits, o01, o03, ort_scores, tiny_inputs  # noqa: F401
+from tests.engine.gradient_data import (  # noqa: F401
+    BRIDGES, TINY, captum_inputs, mnist_digits, o01, o03, ort_scores, score_module, tiny_inputs,
+)
 
 
 def captum_ig(model: Model, x: np.ndarray, baseline: np.ndarray, targets: np.ndarray, steps: int,
-              method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
+              method: str = "gausslegendre", bridge: str = "ours") -> tuple[np.ndarray, np.ndarray]:
     xt, tt = captum_inputs(x, targets)
     bt, _ = captum_inputs(baseline, targets)
-    attr, delta = IntegratedGradients(model.torch_scores("logit")).attribute(
+    attr, delta = IntegratedGradients(score_module(model, bridge)).attribute(
         xt, baselines=bt.detach(), target=tt, n_steps=steps, method=method, return_convergence_delta=True)
     return attr.detach().numpy(), delta.detach().numpy()
 
 
+@pytest.mark.parametrize("bridge", BRIDGES)
 @pytest.mark.parametrize("kind", sorted(TINY))
 @pytest.mark.parametrize("integration", ["gausslegendre", "riemann_trapezoid", "riemann_middle"])
-def test_equals_captum_on_tiny_models(tiny_onnx, kind, integration):
+def test_equals_captum_on_tiny_models(tiny_onnx, kind, integration, bridge):
     model = Model(tiny_onnx(**TINY[kind]))
     x = tiny_inputs(model, 3)
     # 3 images x 20 steps in chunks of 7 rows: chunks start and end inside images.
     e = explain(model, x, "ig", preprocessed=True, steps=20, integration=integration, baseline="noise",
                 batch_size=7, seed=2)
-    ref, delta = captum_ig(model, x, e.extras["baseline"], e.targets, 20, integration)
+    ref, delta = captum_ig(model, x, e.details.baseline, e.targets, 20, integration, bridge)
     scale = max(1.0, np.abs(ref).max())
-    np.testing.assert_allclose(e.extras["attributions"], ref, rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(e.details.attributions, ref, rtol=0, atol=1e-4 * scale)
     np.testing.assert_allclose(e.maps, ref.sum(axis=model.spec.channel_axis), rtol=0, atol=1e-4 * scale)
-    np.testing.assert_allclose(e.extras["delta"], delta, rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(e.details.delta, delta, rtol=0, atol=1e-4 * scale)
     np.testing.assert_allclose(e.scores, ort_scores(model, x)[np.arange(3), e.targets], rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bridge", BRIDGES)
 @pytest.mark.parametrize("baseline", ["black", "blurred"])
-def test_equals_captum_on_o01(o01, faces, baseline):
+def test_equals_captum_on_o01(o01, faces, baseline, bridge):
     e = explain(o01, list(faces[:4]), "ig", steps=32, baseline=baseline, batch_size=50)
-    ref, delta = captum_ig(o01, e.inputs, e.extras["baseline"], e.targets, 32)
+    ref, delta = captum_ig(o01, e.inputs, e.details.baseline, e.targets, 32, bridge=bridge)
     # A few path points fall where a max-pool switch flips between the two modules' roundings: within 1e-3 of
     # the largest attribution (measured: 7e-4 on the logit, 6e-4 on the probability).
     scale = np.abs(ref).max()
-    np.testing.assert_allclose(e.extras["attributions"], ref, rtol=0, atol=1e-3 * scale)
-    np.testing.assert_allclose(e.extras["delta"], delta, rtol=0, atol=1e-3 * scale)
+    np.testing.assert_allclose(e.details.attributions, ref, rtol=0, atol=1e-3 * scale)
+    np.testing.assert_allclose(e.details.delta, delta, rtol=0, atol=1e-3 * scale)
 
 
 def completeness_against_onnxruntime(model: Model, e) -> np.ndarray:
@@ -54,18 +58,18 @@ def completeness_against_onnxruntime(model: Model, e) -> np.ndarray:
     n = len(e)
     rows = np.arange(n)
     fx = ort_scores(model, e.inputs, e.params["target_output"])[rows, e.targets]
-    fb = ort_scores(model, e.extras["baseline"], e.params["target_output"])[rows, e.targets]
-    total = e.extras["attributions"].reshape(n, -1).sum(axis=1, dtype=np.float64)
+    fb = ort_scores(model, e.details.baseline, e.params["target_output"])[rows, e.targets]
+    total = e.details.attributions.reshape(n, -1).sum(axis=1, dtype=np.float64)
     return np.abs(total - (fx - fb)) / np.abs(fx - fb)
 
 
 @pytest.mark.slow
 def test_completeness_within_1_percent_at_64_steps_on_o03(o03):
     e = explain(o03, mnist_digits(16), "ig", steps=64)
-    err = e.extras["completeness_error"]
+    err = e.details.completeness_error
     assert err.shape == (16,) and (err <= 0.01).all(), err
     np.testing.assert_allclose(err, completeness_against_onnxruntime(o03, e), rtol=1e-2, atol=1e-5)
-    np.testing.assert_allclose(e.maps.reshape(16, -1).sum(1), e.extras["score_difference"] + e.extras["delta"],
+    np.testing.assert_allclose(e.maps.reshape(16, -1).sum(1), e.details.score_difference + e.details.delta,
                                rtol=1e-4, atol=1e-5)
 
 
@@ -79,7 +83,7 @@ def test_completeness_on_fer_models(request, exported_zoo, faces, name):
     images = list(faces[:8])
     e64 = explain(model, images, "ig", steps=64, batch_size=256)
     e256 = explain(model, images, "ig", steps=256, batch_size=256)
-    err64, err256 = e64.extras["completeness_error"], e256.extras["completeness_error"]
+    err64, err256 = e64.details.completeness_error, e256.details.completeness_error
     np.testing.assert_allclose(err64, completeness_against_onnxruntime(model, e64), rtol=0.05, atol=1e-4)
     assert np.median(err64) <= 0.05, err64
     assert np.median(err256) < np.median(err64), (err64, err256)
@@ -88,12 +92,12 @@ def test_completeness_on_fer_models(request, exported_zoo, faces, name):
     # With a tolerance, exactly the faces above 1% at 64 steps are integrated again, with more steps,
     # until they are within (each such face within by 1024 steps here).
     tol = explain(model, images, "ig", steps=64, tolerance=0.01, batch_size=256)
-    err, steps = tol.extras["completeness_error"], tol.extras["steps"]
+    err, steps = tol.details.completeness_error, tol.details.steps
     redone = err64 > 0.01
     assert redone.any() and (steps[redone] > 64).all() and (steps[~redone] == 64).all(), (err64, steps)
     assert (err <= 0.01).all(), (err, steps)
     np.testing.assert_allclose(err, completeness_against_onnxruntime(model, tol), rtol=0.05, atol=1e-4)
-    np.testing.assert_array_equal(tol.extras["attributions"][~redone], e64.extras["attributions"][~redone])
+    np.testing.assert_array_equal(tol.details.attributions[~redone], e64.details.attributions[~redone])
     assert tol.params["tolerance"] == 0.01
 
 
@@ -138,8 +142,8 @@ def test_deterministic_and_batch_size_independent(tiny_onnx):
     a = explain(model, x, "ig", preprocessed=True, steps=16, batch_size=5)
     b = explain(model, x, "ig", preprocessed=True, steps=16, batch_size=5)
     c = explain(model, x, "ig", preprocessed=True, steps=16, batch_size=1000)
-    np.testing.assert_array_equal(a.extras["attributions"], b.extras["attributions"])
-    np.testing.assert_allclose(a.extras["attributions"], c.extras["attributions"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(a.details.attributions, b.details.attributions)
+    np.testing.assert_allclose(a.details.attributions, c.details.attributions, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("params", [{"baseline": "white"}, {"integration": "simpson"}, {"steps": 0},

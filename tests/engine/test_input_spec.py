@@ -34,8 +34,8 @@ def test_layout_is_detected_from_the_shape(dims: list, layout: str, shape: tuple
 
 
 @pytest.mark.parametrize("dims", [["n", 3, 32, 3], ["n", 1, 5, 1], ["n", 8, 8, 8]])
-def test_ambiguous_layout_names_the_flag(dims: list) -> None:
-    with pytest.raises(BadInputError, match="--layout NCHW or --layout NHWC") as err:
+def test_ambiguous_layout_names_the_parameter(dims: list) -> None:
+    with pytest.raises(BadInputError, match='layout="NCHW" or layout="NHWC"') as err:
         InputSpec.from_onnx(graph_with_input(dims))
     assert "\n" not in str(err.value)
 
@@ -52,7 +52,7 @@ def test_ambiguous_layout_is_decided_by_flag_or_sidecar() -> None:
 
 def test_dynamic_size_needs_input_shape() -> None:
     model = graph_with_input(["n", 1, "h", "w"])
-    with pytest.raises(BadInputError, match="--input-shape"):
+    with pytest.raises(BadInputError, match="input_shape"):
         InputSpec.from_onnx(model)
     spec = InputSpec.from_onnx(model, input_shape=[1, 1, 40, 30])
     assert spec.shape == (1, 40, 30)
@@ -81,9 +81,9 @@ def test_preprocessing_defaults_sidecar_and_arguments() -> None:
     from_args = InputSpec.from_onnx(model, sidecar, scale=1.0, mean=[0.485, 0.456, 0.406], std=0.2, labels="food11")
     assert from_args.scale == 1.0 and from_args.mean == (0.485, 0.456, 0.406) and from_args.std == (0.2,) * 3
     assert from_args.labels == PRESETS["food11"]
-    with pytest.raises(BadInputError, match="--mean has 2 values"):
+    with pytest.raises(BadInputError, match="`mean` has 2 values"):
         InputSpec.from_onnx(model, mean=[0.1, 0.2])
-    with pytest.raises(BadInputError, match="--std"):
+    with pytest.raises(BadInputError, match="`std` must not contain 0"):
         InputSpec.from_onnx(model, std=0)
 
 

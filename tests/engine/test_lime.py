@@ -136,29 +136,29 @@ def test_sample_masks() -> None:
 def check_against_lime_base(model: Model, images: list[np.ndarray], samples: int, seed: int, batch_size: int) -> None:
     e = explain(model, images, "lime", samples=samples, seed=seed, batch_size=batch_size)
     for i in range(len(e)):
-        seg = e.extras["segments"][i]
-        n_feat = int(e.extras["n_segments"][i])
+        seg = e.details.segments[i]
+        n_feat = int(e.details.n_segments[i])
         assert n_feat == seg.max() + 1
         data = sample_masks(samples, n_feat, seed).astype(np.int64)
         labels = model.predict(lime_style_perturbations(model, e.inputs[i], seg, data), batch_size)
         target = int(e.targets[i])
         weights, intercept, score, local_pred = lime_base_fit(data, labels, target)
-        np.testing.assert_allclose(e.extras["weights"][i, :n_feat], weights, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(e.details.weights[i, :n_feat], weights, rtol=0, atol=1e-6)
         # tiny models' weights are ~1e-4, so hold the error to 1e-6 of the largest one as well
-        assert np.abs(e.extras["weights"][i, :n_feat] - weights).max() <= 1e-6 * np.abs(weights).max()
-        assert np.all(np.isnan(e.extras["weights"][i, n_feat:]))
-        assert abs(e.extras["intercept"][i] - intercept) < 1e-6
-        assert abs(e.extras["r2"][i] - score) < 1e-6
-        assert abs(e.extras["local_pred"][i] - local_pred) < 1e-6
-        np.testing.assert_array_equal(e.maps[i], e.extras["weights"][i][seg].astype(np.float32))
+        assert np.abs(e.details.weights[i, :n_feat] - weights).max() <= 1e-6 * np.abs(weights).max()
+        assert np.all(np.isnan(e.details.weights[i, n_feat:]))
+        assert abs(e.details.intercept[i] - intercept) < 1e-6
+        assert abs(e.details.r2[i] - score) < 1e-6
+        assert abs(e.details.local_pred[i] - local_pred) < 1e-6
+        np.testing.assert_array_equal(e.maps[i], e.details.weights[i][seg].astype(np.float32))
         assert abs(e.scores[i] - labels[0, target]) < 1e-6
         # top-k masks as lime's get_image_and_mask gives them from these weights
         ref = lime_image.ImageExplanation(np.zeros((*seg.shape, 3)), seg)
         ref.local_exp[target] = sorted(enumerate(weights), key=lambda fw: abs(fw[1]), reverse=True)
         pos = ref.get_image_and_mask(target, positive_only=True, num_features=5)[1].astype(bool)
         neg = ref.get_image_and_mask(target, positive_only=False, negative_only=True, num_features=5)[1].astype(bool)
-        np.testing.assert_array_equal(e.extras["positive_mask"][i], pos)
-        np.testing.assert_array_equal(e.extras["negative_mask"][i], neg)
+        np.testing.assert_array_equal(e.details.positive_mask[i], pos)
+        np.testing.assert_array_equal(e.details.negative_mask[i], neg)
 
 
 @pytest.mark.parametrize("kind", ["gray_nchw", "rgb_nhwc", "logits_nchw"])
@@ -182,9 +182,9 @@ def test_equals_lime_base_on_k01_exported(exported_zoo, faces: np.ndarray) -> No
 def check_impl_lime(model: Model, images: list[np.ndarray], samples: int, seed: int) -> None:
     """impl='lime' runs the lime package; with lime's own patterns (RandomState(seed)) our fit gives its numbers."""
     ref = explain(model, images, "lime", samples=samples, seed=seed, impl="lime", batch_size=64)
-    segs = ref.extras["segments"]
+    segs = ref.details.segments
     for i in range(len(ref)):
-        n_feat = int(ref.extras["n_segments"][i])
+        n_feat = int(ref.details.n_segments[i])
         data = np.random.RandomState(seed).randint(0, 2, samples * n_feat).reshape((samples, n_feat))
         data[0, :] = 1
         x = ref.inputs[i : i + 1]
@@ -192,16 +192,16 @@ def check_impl_lime(model: Model, images: list[np.ndarray], samples: int, seed: 
                         kernel_width=KERNEL_WIDTH, batch_size=64, seed=seed)
         # lime sees the image as pixels 0..255 and we as model input: the float32 round trip moves the
         # outputs by ~1e-7, which R^2 (residual over the small variance of a tiny model's outputs) magnifies
-        np.testing.assert_allclose(ours.weights[0, :n_feat], ref.extras["weights"][i, :n_feat], rtol=0, atol=2e-6)
-        assert np.abs(ours.weights[0, :n_feat] - ref.extras["weights"][i, :n_feat]).max() <= 1e-3 * np.abs(ours.weights).max()
-        assert abs(ours.intercept[0] - ref.extras["intercept"][i]) < 2e-6
-        assert abs(ours.r2[0] - ref.extras["r2"][i]) < 2e-5
+        np.testing.assert_allclose(ours.weights[0, :n_feat], ref.details.weights[i, :n_feat], rtol=0, atol=2e-6)
+        assert np.abs(ours.weights[0, :n_feat] - ref.details.weights[i, :n_feat]).max() <= 1e-3 * np.abs(ours.weights).max()
+        assert abs(ours.intercept[0] - ref.details.intercept[i]) < 2e-6
+        assert abs(ours.r2[0] - ref.details.r2[i]) < 2e-5
         # the stability of lime's run comes from lime's own samples: ours on the same samples agrees
-        assert abs(ours.stability[0] - ref.extras["stability"][i]) <= 0.01
-        assert ref.extras["samples_used"][i] == samples
-        pos, neg = top_masks(segs[i : i + 1], ref.extras["weights"][i : i + 1], 5)
-        np.testing.assert_array_equal(pos[0], ref.extras["positive_mask"][i])
-        np.testing.assert_array_equal(neg[0], ref.extras["negative_mask"][i])
+        assert abs(ours.stability[0] - ref.details.stability[i]) <= 0.01
+        assert ref.details.samples_used[i] == samples
+        pos, neg = top_masks(segs[i : i + 1], ref.details.weights[i : i + 1], 5)
+        np.testing.assert_array_equal(pos[0], ref.details.positive_mask[i])
+        np.testing.assert_array_equal(neg[0], ref.details.negative_mask[i])
 
 
 @pytest.mark.parametrize("kind", ["gray_nchw", "rgb_nhwc"])
@@ -216,7 +216,7 @@ def test_impl_lime_on_o01(o01: Model, faces: np.ndarray) -> None:
     # the two implementations, with their own random patterns, agree on what matters
     ours = explain(o01, faces[:1], "lime", samples=1000, seed=0)
     ref = explain(o01, faces[:1], "lime", samples=1000, seed=0, impl="lime")
-    assert np.corrcoef(ours.extras["weights"][0], ref.extras["weights"][0])[0, 1] > 0.9
+    assert np.corrcoef(ours.details.weights[0], ref.details.weights[0])[0, 1] > 0.9
 
 
 # ---------------------------------------------------------------------------------- properties
@@ -226,7 +226,7 @@ def test_same_seed_same_bits(tiny_onnx, faces) -> None:
     b = explain(model, faces[:4], "lime", samples=200, seed=7)
     assert a.maps.tobytes() == b.maps.tobytes()
     for key in ("weights", "intercept", "r2", "segments", "positive_mask", "negative_mask"):
-        assert a.extras[key].tobytes() == b.extras[key].tobytes(), key
+        assert getattr(a.details, key).tobytes() == getattr(b.details, key).tobytes(), key
     c = explain(model, faces[:4], "lime", samples=200, seed=8)
     assert not np.array_equal(a.maps, c.maps)
 
@@ -236,8 +236,8 @@ def test_many_images_in_one_call_equal_one_by_one(tiny_onnx, faces) -> None:
     together = explain(model, faces[:5], "lime", samples=120, seed=1, batch_size=50)
     for i in range(5):
         alone = explain(model, faces[i : i + 1], "lime", samples=120, seed=1, batch_size=50)
-        n = int(alone.extras["n_segments"][0])
-        np.testing.assert_allclose(together.extras["weights"][i, :n], alone.extras["weights"][0, :n], atol=1e-6)
+        n = int(alone.details.n_segments[0])
+        np.testing.assert_allclose(together.details.weights[i, :n], alone.details.weights[0, :n], atol=1e-6)
         np.testing.assert_allclose(together.maps[i], alone.maps[0], atol=1e-6)
 
 
@@ -250,7 +250,7 @@ def test_device_array_path_equals_numpy_path(kind: str, tiny_onnx, faces, rgb_im
     monkeypatch.setattr(lime_method, "arrays_for", lambda m: Arrays(m, torch=True))
     bound = explain(model, imgs, "lime", samples=150, seed=4, batch_size=64)
     np.testing.assert_allclose(bound.maps, plain.maps, atol=1e-6)
-    np.testing.assert_allclose(bound.extras["r2"], plain.extras["r2"], atol=1e-6)
+    np.testing.assert_allclose(bound.details.r2, plain.details.r2, atol=1e-6)
 
 
 def test_hide_color(tiny_onnx, rgb_images) -> None:
@@ -263,25 +263,25 @@ def test_hide_color(tiny_onnx, rgb_images) -> None:
                                atol=1e-6)
     black = explain(model, rgb_images, "lime", samples=100, seed=0, hide_color=0)
     means = explain(model, rgb_images, "lime", samples=100, seed=0)
-    assert black.params["hide_color"] == 0 and not np.allclose(black.maps, means.maps)
+    assert black.params["baseline"] == 0 and not np.allclose(black.maps, means.maps)
 
 
 def test_output_fields(o01: Model, faces: np.ndarray) -> None:
     e = explain(o01, list(faces[:3]), "lime", samples=300, seed=0, top_k=4)
     assert e.maps.shape == (3, 48, 48) and e.maps.dtype == np.float32
-    n = e.extras["n_segments"]
+    n = e.details.n_segments
     assert n.shape == (3,) and np.all(n >= 30)  # the default gives a useful count at 48x48
-    assert e.extras["weights"].shape == (3, n.max())
+    assert e.details.weights.shape == (3, n.max())
     for key in ("r2", "intercept", "local_pred"):
-        assert e.extras[key].shape == (3,)
-    assert np.all((e.extras["r2"] > 0) & (e.extras["r2"] <= 1))
-    pos, neg = e.extras["positive_mask"], e.extras["negative_mask"]
+        assert getattr(e.details, key).shape == (3,)
+    assert np.all((e.details.r2 > 0) & (e.details.r2 <= 1))
+    pos, neg = e.details.positive_mask, e.details.negative_mask
     assert pos.dtype == bool and not np.any(pos & neg)
     assert np.all(e.maps[pos] > 0) and np.all(e.maps[neg] < 0)
     for i in range(3):
-        assert len(np.unique(e.extras["segments"][i][pos[i]])) == 4
+        assert len(np.unique(e.details.segments[i][pos[i]])) == 4
     # the local linear model at the unperturbed image: intercept + sum of all weights
-    np.testing.assert_allclose(e.extras["local_pred"], e.extras["intercept"] + np.nansum(e.extras["weights"], axis=1),
+    np.testing.assert_allclose(e.details.local_pred, e.details.intercept + np.nansum(e.details.weights, axis=1),
                                atol=1e-9)
     record = e.record(0)
     assert record["n_segments"] == n[0] and "r2" in record
@@ -293,7 +293,7 @@ def test_other_segmentations(segments: str, tiny_onnx, faces) -> None:
     e = explain(model, faces[:2], "lime", samples=100, seed=0, segments=segments, n_segments=16)
     assert e.params["segments"] == segments
     if segments == "grid":
-        assert np.all(e.extras["n_segments"] == 16)
+        assert np.all(e.details.n_segments == 16)
 
 
 @pytest.mark.parametrize("params, match", [
@@ -302,8 +302,10 @@ def test_other_segmentations(segments: str, tiny_onnx, faces) -> None:
     (dict(samples=1), "samples"),
     (dict(kernel_width=0), "kernel_width"),
     (dict(top_k=-1), "top_k"),
-    (dict(hide_color="red"), "hide_color"),
-    (dict(hide_color=[1, 2]), "hide_color"),
+    (dict(hide_color="red"), "baseline"),  # hide_color is the baseline's earlier name
+    (dict(hide_color=[1, 2]), "baseline"),
+    (dict(hide_color=0, baseline="black"), "not both"),
+    (dict(impl="lime", baseline="blur", samples=10), "impl='lime'"),
     (dict(num_samples=10), "no parameter num_samples"),
     (dict(samples="many"), "whole number"),
     (dict(samples=2.5), "whole number"),
@@ -351,9 +353,9 @@ GRID = dict(segments="grid", n_segments=16, hide_color=0)
 def test_auto_stops_within_two_rounds_when_one_superpixel_decides(special_models, faces) -> None:
     e = explain(special_models["one_cell"], faces[:3], "lime", targets=0, samples="auto", seed=0, **GRID)
     # at 50 rows ridge's shrinkage of the one weight (alpha 1 against ~6) leaves residuals the estimate counts as noise
-    assert np.all(e.extras["samples_used"] <= 2 * AUTO_FIRST)
-    assert np.all(e.extras["expected_jaccard"] >= 0.98) and np.all(e.extras["stability"] >= 0.95)
-    w = e.extras["weights"]
+    assert np.all(e.details.samples_used <= 2 * AUTO_FIRST)
+    assert np.all(e.details.expected_jaccard >= 0.98) and np.all(e.details.stability >= 0.95)
+    w = e.details.weights
     assert np.all(np.nanargmax(np.abs(w), axis=1) == 0) and np.all(w[:, 0] > 0)
     assert np.all(np.abs(w[:, 1:]) < 0.1 * w[:, :1])
     assert e.params["samples"] == "auto" and e.params["max_samples"] == 5000 and e.params["stability"] == AUTO_JACCARD
@@ -361,7 +363,7 @@ def test_auto_stops_within_two_rounds_when_one_superpixel_decides(special_models
 
 def paired_fit(model: Model, e, rows: int, seed: int, hide_color: float | None = None, images: slice = slice(None)):
     """`fit_lime` on the first `rows` of these images' `paired_masks`: what samples="auto" fitted if it stopped there."""
-    x, segs, n_feat = e.inputs[images], e.extras["segments"][images], e.extras["n_segments"][images]
+    x, segs, n_feat = e.inputs[images], e.details.segments[images], e.details.n_segments[images]
     masks = [paired_masks(rows, int(k), seed) for k in n_feat]
     return fit_lime(model, x, e.targets[images], segs, masks, hidden_images(model, x, segs, hide_color),
                     kernel_width=KERNEL_WIDTH, batch_size=256, seed=seed)
@@ -370,9 +372,9 @@ def paired_fit(model: Model, e, rows: int, seed: int, hide_color: float | None =
 def test_auto_runs_to_the_cap_on_noise(special_models, faces) -> None:
     model = special_models["noise"]
     e = explain(model, faces[:2], "lime", targets=0, samples="auto", max_samples=701, seed=0, **GRID)
-    assert np.all(e.extras["samples_used"] == 700) and e.params["max_samples"] == 700  # whole pairs
-    assert np.all(e.extras["expected_jaccard"] < 0.6) and np.all(e.extras["stability"] < 0.5)
-    np.testing.assert_allclose(e.extras["weights"], paired_fit(model, e, 700, seed=0, hide_color=0).weights,
+    assert np.all(e.details.samples_used == 700) and e.params["max_samples"] == 700  # whole pairs
+    assert np.all(e.details.expected_jaccard < 0.6) and np.all(e.details.stability < 0.5)
+    np.testing.assert_allclose(e.details.weights, paired_fit(model, e, 700, seed=0, hide_color=0).weights,
                                rtol=0, atol=1e-9)
 
 
@@ -381,35 +383,35 @@ def test_auto_is_deterministic_and_equals_its_paired_fit_at_its_count(o01: Model
     b = explain(o01, list(faces[:3]), "lime", samples="auto", max_samples=1500, seed=3)
     assert a.maps.tobytes() == b.maps.tobytes()
     for key in ("weights", "stability", "samples_used", "positive_mask"):
-        assert a.extras[key].tobytes() == b.extras[key].tobytes(), key
-    used = a.extras["samples_used"]
+        assert getattr(a.details, key).tobytes() == getattr(b.details, key).tobytes(), key
+    used = a.details.samples_used
     assert np.all((used >= AUTO_FIRST) & (used <= 1500))
     assert np.all(used % 2 == 0)
-    assert np.all((a.extras["expected_jaccard"] >= AUTO_JACCARD) | (used == 1500))
+    assert np.all((a.details.expected_jaccard >= AUTO_JACCARD) | (used == 1500))
     for i in range(3):  # an image that stopped at n rows has the weights of the first n paired rows
         fit = paired_fit(o01, a, int(used[i]), seed=3, images=slice(i, i + 1))
-        n = int(a.extras["n_segments"][i])
-        np.testing.assert_allclose(a.extras["weights"][i, :n], fit.weights[0, :n], rtol=0, atol=1e-9)
+        n = int(a.details.n_segments[i])
+        np.testing.assert_allclose(a.details.weights[i, :n], fit.weights[0, :n], rtol=0, atol=1e-9)
     c = explain(o01, list(faces[:3]), "lime", samples="auto", max_samples=1500, seed=4)
-    assert not np.array_equal(a.extras["weights"], c.extras["weights"])
+    assert not np.array_equal(a.details.weights, c.details.weights)
 
 
 def test_fixed_samples_record_their_stability(o01: Model, faces: np.ndarray) -> None:
     few = explain(o01, list(faces[:4]), "lime", samples=150, seed=0)
     many = explain(o01, list(faces[:4]), "lime", samples=2000, seed=0)
     for e, n in ((few, 150), (many, 2000)):
-        assert np.all(e.extras["samples_used"] == n) and e.params["samples"] == n
-        assert np.all((e.extras["stability"] >= 0) & (e.extras["stability"] <= 1))
-        assert e.record(0)["stability"] == e.extras["stability"][0] and e.record(0)["samples_used"] == n
-    assert many.extras["stability"].mean() > few.extras["stability"].mean() + 0.2
+        assert np.all(e.details.samples_used == n) and e.params["samples"] == n
+        assert np.all((e.details.stability >= 0) & (e.details.stability <= 1))
+        assert e.record(0)["stability"] == e.details.stability[0] and e.record(0)["samples_used"] == n
+    assert many.details.stability.mean() > few.details.stability.mean() + 0.2
     ref = explain(o01, list(faces[:1]), "lime", samples=300, seed=0, impl="lime")  # the lime package's runs too
-    assert 0 <= ref.extras["stability"][0] <= 1 and ref.extras["samples_used"][0] == 300
+    assert 0 <= ref.details.stability[0] <= 1 and ref.details.samples_used[0] == 300
 
 
 def test_recorded_stability_predicts_seed_to_seed_agreement(o01: Model, faces: np.ndarray) -> None:
     """Over seeds, the share of runs whose top-5 signed set equals another run's follows the recorded probability."""
-    sets = [top_set(explain(o01, list(faces[:6]), "lime", samples=400, seed=s).extras["weights"], 5) for s in range(8)]
-    stab = np.mean([explain(o01, list(faces[:6]), "lime", samples=400, seed=s).extras["stability"] for s in range(2)],
+    sets = [top_set(explain(o01, list(faces[:6]), "lime", samples=400, seed=s).details.weights, 5) for s in range(8)]
+    stab = np.mean([explain(o01, list(faces[:6]), "lime", samples=400, seed=s).details.stability for s in range(2)],
                    axis=0)
     agree = np.mean([np.all(sets[a] == sets[b], axis=1) for a in range(8) for b in range(a + 1, 8)], axis=0)
     assert np.corrcoef(stab, agree)[0, 1] > 0.5

@@ -119,7 +119,8 @@ def test_blurred_baseline_keeps_the_image_content(tiny_model: Model, images: np.
     e = explain(tiny_model, images, "saliency")
     black = deletion_insertion(tiny_model, e, steps=4, baseline="black", random_reference=False)
     blur = deletion_insertion(tiny_model, e, steps=4, baseline="blur", random_reference=False)
-    assert blur.baseline == "blurred"
+    assert blur.baseline == "blur" == deletion_insertion(tiny_model, e, steps=1, baseline="blurred",
+                                                         random_reference=False).baseline
     np.testing.assert_allclose(blur.deletion[:, 0], black.deletion[:, 0], rtol=1e-6)
     assert not np.allclose(blur.deletion[:, -1], black.deletion[:, -1])
 
@@ -140,7 +141,7 @@ def test_layouts_give_the_same_curves(tiny_onnx, channels: int) -> None:
     np.testing.assert_allclose(curves[0].random_insertion, curves[1].random_insertion, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"baseline": "white"}, "unknown baseline"), ({"steps": 0}, "steps")])
+@pytest.mark.parametrize("kwargs, message", [({"baseline": "white"}, "unknown `baseline`"), ({"steps": 0}, "steps")])
 def test_bad_arguments_say_what_is_allowed(left_model: Model, left_saliency, kwargs, message) -> None:
     with pytest.raises(BadInputError, match=message):
         deletion_insertion(left_model, left_saliency, **kwargs)
@@ -269,7 +270,7 @@ def test_trust_metrics_for_ig_records_completeness_and_reruns_with_its_params(ti
                                                                               faces: np.ndarray) -> None:
     e = explain(tiny_model, faces[:4], "ig", steps=16)
     t = trust_metrics(tiny_model, e, steps=8, randomisation_images=2)
-    np.testing.assert_array_equal(t.completeness_error, e.extras["completeness_error"])
+    np.testing.assert_array_equal(t.completeness_error, e.details.completeness_error)
     assert t.randomisation_images == 2 and t.randomisation.spearman.shape == (3, 2)
     # stage 0 of the check is the same ig (steps=16) on the first two images
     np.testing.assert_allclose(t.randomisation.maps[0], e.maps[:2], rtol=1e-4, atol=1e-7)
@@ -330,7 +331,7 @@ def test_sampled_stages_are_the_same_stages_of_the_full_cascade(tiny_model: Mode
     at = stage_indices(len(full.layers), 2)
     assert at == [0, len(full.layers) - 1]  # the top layer and full randomisation, which the flag reads
     some = randomisation_check(tiny_model, faces[:2], "saliency", seed=3, keep_maps=False, stages=2)
-    assert some.layers == tuple(full.layers[i] for i in at) and some.extras["stages"] == at
+    assert some.layers == tuple(full.layers[i] for i in at) and some.stages == at
     np.testing.assert_allclose(some.spearman, full.spearman[at], atol=1e-6)
     assert some.final_spearman == pytest.approx(full.final_spearman, abs=1e-6) and some.flagged == full.flagged
     assert stage_indices(53, 6) == [0, 10, 21, 31, 42, 52] and stage_indices(4, 6) == [0, 1, 2, 3]

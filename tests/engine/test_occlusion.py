@@ -38,10 +38,11 @@ def captum_baseline(model: Model, e, baseline) -> float | np.ndarray:
     if baseline == "mean":
         axes = (2, 3) if spec.layout == "NCHW" else (1, 2)
         return np.broadcast_to(e.inputs.mean(axis=axes, keepdims=True), e.inputs.shape)
-    if baseline == "blur":
-        sigma = max(e.params["window"]) / 2.0
+    if baseline == "blur":  # the blur every method shares: sigma 0.1 * the longer side, reflected border
+        sigma = 0.1 * max(spec.height, spec.width)
         pix = spec.model_to_pixels(e.inputs)  # our images lie inside 0..255, so the clip is a no-op
-        blurred = np.stack([cv2.GaussianBlur(p, (0, 0), sigma).reshape(p.shape) for p in pix])
+        blurred = np.stack([cv2.GaussianBlur(p, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).reshape(p.shape)
+                            for p in pix])
         return spec.pixels_to_model(blurred)
     value = np.asarray(spec.pixels_to_model(np.full((1, 1, 1, spec.channels), baseline, np.float32))).ravel()
     return float(value[0]) if spec.channels == 1 else np.broadcast_to(
@@ -101,7 +102,7 @@ def test_window_positions_follow_captum() -> None:
 def test_non_overlapping_windows_tile_the_drops(tiny_onnx, faces) -> None:
     model = tiny_model(tiny_onnx, "gray_nchw")
     e = explain(model, list(faces[:2]), "occlusion", window=4, stride=4)
-    drops = e.extras["score_drops"]
+    drops = e.details.score_drops
     assert drops.shape == (2, 4, 4)
     np.testing.assert_allclose(e.maps, np.stack([np.kron(d, np.ones((4, 4))) for d in drops]), atol=1e-7)
     # the drop is unperturbed minus occluded score
@@ -142,7 +143,7 @@ def test_per_channel_baseline(tiny_onnx, rgb_images) -> None:
     e = explain(model, rgb_images, "occlusion", window=4, stride=4, baseline=[255, 0, 0])
     x = e.inputs[:1].copy()
     x[:, 0:4, 4:8, :] = np.array([1.0, 0.0, 0.0], np.float32)
-    assert abs(e.extras["score_drops"][0, 0, 1] - (e.scores[0] - model.predict(x)[0, e.targets[0]])) < 1e-6
+    assert abs(e.details.score_drops[0, 0, 1] - (e.scores[0] - model.predict(x)[0, e.targets[0]])) < 1e-6
 
 
 @pytest.mark.parametrize("params, match", [
@@ -150,7 +151,7 @@ def test_per_channel_baseline(tiny_onnx, rgb_images) -> None:
     (dict(window=4, stride=5), "stride"),
     (dict(window=0), "window"),
     (dict(window=(2, 3, 4)), "window"),
-    (dict(baseline="noise"), "baseline"),
+    (dict(baseline="grey"), "baseline"),  # "noise" is a baseline of every method now
     (dict(baseline=[1, 2]), "baseline"),
 ])
 def test_errors(params: dict, match: str, tiny_onnx, faces) -> None:

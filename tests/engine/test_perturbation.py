@@ -6,8 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from onnxplain.engine import BadInputError
-from onnxplain.engine.perturbation import MAX_BATCH_BYTES, Arrays, batch_for, per_channel_constant, predict_perturbed
+from onnxplain.engine.perturbation import MAX_BATCH_BYTES, Arrays, batch_for, predict_perturbed
 from tests.engine.forward_data import tiny_model
 
 
@@ -41,13 +40,3 @@ def test_batches_span_images_and_cover_each_perturbation_once(use_torch, n_image
     ref = model.predict(inputs.reshape(-1, *model.spec.shape)).reshape(n_images, per_image, -1)
     np.testing.assert_allclose(out, ref, atol=1e-6)
 
-
-def test_per_channel_constant(tiny_onnx) -> None:
-    model = tiny_model(tiny_onnx, "rgb_nchw")
-    const = per_channel_constant(model, [255, 0, 51], "baseline")
-    assert const.shape == (1, 3, 16, 16)
-    np.testing.assert_allclose(const[0, :, 5, 7], [1.0, 0.0, 0.2], atol=1e-6)
-    np.testing.assert_allclose(per_channel_constant(model, 255, "baseline"), 1.0)
-    for bad in ([1, 2], "x", float("nan"), [[1, 2, 3]]):
-        with pytest.raises(BadInputError, match="baseline"):
-            per_channel_constant(model, bad, "baseline")

@@ -11,6 +11,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
+from onnxplain.engine.details import Details, LimeDetails, SaliencyDetails
 from onnxplain.engine.explanation import Explanation
 from onnxplain.engine.render import (
     render_activations,
@@ -27,13 +28,22 @@ from onnxplain.engine.render.figures import Layout, lime_picture, overlay
 H = W = 30
 
 
-def make_explanation(method: str, maps: np.ndarray, *, extras: dict | None = None, channels: int = 1) -> Explanation:
+def make_explanation(method: str, maps: np.ndarray, *, details: Details | None = None, channels: int = 1) -> Explanation:
     n = maps.shape[0]
     rng = np.random.default_rng(1)
     inputs = rng.uniform(0, 1, size=(n, channels, *maps.shape[1:])).astype(np.float32)
     return Explanation(method=method, maps=maps.astype(np.float32), inputs=inputs, targets=np.arange(n) % 3,
                        scores=np.linspace(0.9, 0.5, n).astype(np.float32), params={}, model_sha256="0" * 64,
-                       versions={}, labels=("cat", "dog", "owl"), seconds=0.25, extras=extras or {})
+                       versions={}, labels=("cat", "dog", "owl"), seconds=0.25, details=details)
+
+
+def lime_details(segs: np.ndarray, **given: np.ndarray) -> LimeDetails:
+    """LIME details for `segs` (N, H, W): the fields a test sets, the rest neutral (no top superpixels)."""
+    n, k = len(segs), int(segs.max()) + 1
+    none = np.zeros(segs.shape, bool)
+    return LimeDetails(**{"segments": segs, "weights": np.zeros((n, k)), "n_segments": np.full(n, k),
+                          "r2": np.zeros(n), "intercept": np.zeros(n), "local_pred": np.zeros(n), "positive_mask": none,
+                          "negative_mask": none, "stability": np.ones(n), "samples_used": np.full(n, 100), **given})
 
 
 def display(expl: Explanation) -> np.ndarray:
@@ -61,8 +71,8 @@ def bands(values: tuple[float, float, float], n: int = 1) -> np.ndarray:
 def test_explanation_png_size_follows_its_panels(tmp_path: Path) -> None:
     plain = make_explanation("ig", bands((-1, 0, 2)))
     segs = np.repeat(np.arange(3), 10)[None, None, :].repeat(H, axis=1).astype(np.int32)
-    lime = make_explanation("lime", bands((-1, 0, 2)), extras={
-        "segments": segs, "positive_mask": segs == 2, "negative_mask": segs == 0, "r2": np.array([0.8])})
+    lime = make_explanation("lime", bands((-1, 0, 2)), details=lime_details(
+        segs, positive_mask=segs == 2, negative_mask=segs == 0, r2=np.array([0.8])))
     p3 = render_explanation(plain, tmp_path / "ig.png", images=display(plain))
     p4 = render_explanation(lime, tmp_path / "lime.png", images=display(lime))
     h3, w3 = imread(p3).shape[:2]
@@ -188,9 +198,8 @@ def test_lime_picture_tints_the_top_superpixels() -> None:
 
 def test_lime_title_says_how_stable_and_how_many_samples() -> None:
     segs = np.zeros((2, H, W), np.int32)
-    e = make_explanation("lime", bands((-1, 0, 2), n=2), extras={
-        "segments": segs, "r2": np.array([0.8, 0.7]), "stability": np.array([0.973, 0.5]),
-        "samples_used": np.array([400, 5000])})
+    e = make_explanation("lime", bands((-1, 0, 2), n=2), details=lime_details(
+        segs, r2=np.array([0.8, 0.7]), stability=np.array([0.973, 0.5]), samples_used=np.array([400, 5000])))
     e = replace(e, params={"top_k": 5})
     assert figures.explanation_title(e, 0).endswith("R² 0.80 · top-5 stable at 97%, 400 samples")
     assert figures.explanation_title(e, 1).endswith("top-5 stable at 50%, 5,000 samples")
@@ -227,7 +236,8 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_renderers_create_folders_and_return_the_path(tmp_path: Path) -> None:
-    e = make_explanation("saliency", np.ones((2, H, W)), extras={"mask": np.ones((2, H, W, 1), np.float32)})
+    e = make_explanation("saliency", np.ones((2, H, W)), details=SaliencyDetails(
+        attributions=np.ones((2, 1, H, W), np.float32), mask=np.ones((2, H, W, 1), np.float32)))
     out = render_grid(e, tmp_path / "a" / "b" / "grid.png", images=display(e))
     assert out == tmp_path / "a" / "b" / "grid.png" and out.stat().st_size > 0
     history = [{"epoch": 1, "loss": 1.0, "train_accuracy": 0.5}, {"epoch": 2, "loss": 0.5, "train_accuracy": 0.8}]

@@ -164,7 +164,7 @@ def test_bad_arguments_fail_before_any_work(tmp_path: Path, tiny_onnx, faces: np
         build_report(model, ds, tmp_path / "a", methods=["gradient"])
     with pytest.raises(BadInputError, match="unknown layer 'conv9'.*features.0"):
         build_report(model, ds, tmp_path / "b", layer="conv9")
-    with pytest.raises(BadInputError, match="per-class"):
+    with pytest.raises(BadInputError, match="per_class"):
         build_report(model, ds, tmp_path / "c", per_class=0)
     assert not list(tmp_path.iterdir())
 
@@ -216,7 +216,7 @@ def test_large_selections_show_a_sample_per_class_in_figures(tiny_onnx, faces: n
     part = expl.take([4, 1])
     np.testing.assert_array_equal(part.maps, expl.maps[[4, 1]])
     np.testing.assert_array_equal(part.targets, expl.targets[[4, 1]])
-    for k, v in expl.extras.items():
+    for k, v in expl.details.items().items():
         if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == 5:
-            np.testing.assert_array_equal(part.extras[k], v[[4, 1]])
+            np.testing.assert_array_equal(getattr(part.details, k), v[[4, 1]])
     assert figure_rows(rows[:20], per_class=1) == list(range(7))

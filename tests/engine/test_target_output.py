@@ -59,7 +59,7 @@ def test_saliency_explains_the_logit_by_default(softmax_model):
     assert e.params["target_output"] == "logit" and e.record()["params"]["target_output"] == "logit"
     xt, tt = captum_inputs(x, e.targets)
     ref = Saliency(source_net(softmax=False)).attribute(xt, target=tt, abs=True).numpy()
-    np.testing.assert_allclose(np.abs(e.extras["attributions"]), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(np.abs(e.details.attributions), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
     np.testing.assert_allclose(e.maps, ref.max(axis=1), rtol=0, atol=1e-5 * np.abs(ref).max())
     with torch.no_grad():
         logits = source_net(softmax=False)(torch.from_numpy(x)).numpy()
@@ -80,8 +80,8 @@ def test_probability_keeps_the_maps_of_the_whole_model(softmax_model):
     np.testing.assert_allclose(e.maps, src.max(axis=1), rtol=0, atol=1e-5 * np.abs(src).max())
     np.testing.assert_allclose(e.scores, softmax_model.predict(x)[np.arange(4), e.targets], rtol=0, atol=1e-6)
     ig = explain(softmax_model, x, "ig", preprocessed=True, steps=16, target_output="probability")
-    ref, _ = _captum_ig(softmax_model.torch_module, x, ig.extras["baseline"], ig.targets, 16)
-    np.testing.assert_allclose(ig.extras["attributions"], ref, rtol=0, atol=1e-5 * max(1e-3, np.abs(ref).max()))
+    ref, _ = _captum_ig(softmax_model.torch_module, x, ig.details.baseline, ig.targets, 16)
+    np.testing.assert_allclose(ig.details.attributions, ref, rtol=0, atol=1e-5 * max(1e-3, np.abs(ref).max()))
 
 
 def _captum_ig(module: torch.nn.Module, x: np.ndarray, base: np.ndarray, targets: np.ndarray,
@@ -97,20 +97,20 @@ def test_ig_on_the_logit_equals_captum_and_is_complete(softmax_model, tiny_onnx)
     x = tiny_inputs(softmax_model, 3, seed=2)
     e = explain(softmax_model, x, "ig", preprocessed=True, steps=32, batch_size=20, tolerance=0.01)
     assert e.params["target_output"] == "logit"
-    ref, delta = _captum_ig(source_net(softmax=False), x, e.extras["baseline"], e.targets, 32)
-    redone = e.extras["steps"] > 32
+    ref, delta = _captum_ig(source_net(softmax=False), x, e.details.baseline, e.targets, 32)
+    redone = e.details.steps > 32
     scale = np.abs(ref).max()
-    np.testing.assert_allclose(e.extras["attributions"][~redone], ref[~redone], rtol=0, atol=1e-4 * scale)
-    np.testing.assert_allclose(e.extras["delta"][~redone], delta[~redone], rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(e.details.attributions[~redone], ref[~redone], rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(e.details.delta[~redone], delta[~redone], rtol=0, atol=1e-4 * scale)
     assert (~redone).any()
     # Completeness on the logit: f(x) - f(baseline) from onnxruntime on the file exported without softmax.
     plain = Model(tiny_onnx(softmax=False, **SOFTMAX))
     rows = np.arange(3)
-    diff = plain.predict(x)[rows, e.targets] - plain.predict(e.extras["baseline"])[rows, e.targets]
-    np.testing.assert_allclose(e.extras["score_difference"], diff, rtol=1e-4, atol=1e-5)
-    total = e.extras["attributions"].reshape(3, -1).sum(axis=1)
+    diff = plain.predict(x)[rows, e.targets] - plain.predict(e.details.baseline)[rows, e.targets]
+    np.testing.assert_allclose(e.details.score_difference, diff, rtol=1e-4, atol=1e-5)
+    total = e.details.attributions.reshape(3, -1).sum(axis=1)
     assert (np.abs(total - diff) <= 0.01 * np.abs(diff) + 1e-6).all(), (total, diff)
-    assert (e.extras["completeness_error"] <= 0.01).all()
+    assert (e.details.completeness_error <= 0.01).all()
 
 
 def test_smoothgrad_and_gradcam_follow_the_target_output(softmax_model, tiny_onnx):

@@ -40,8 +40,9 @@ def worker():
 
 
 def test_errors_keep_their_class_across_the_process_boundary(worker: ExportWorker, tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match="does not run on input shape .*--input-shape"):
+    with pytest.raises(BadInputError, match="does not run on input shape .*check `input_shape`") as err:
         export(zoo_path("t04"), tmp_path / "t.onnx", input_shape="1,3,28,28", worker=worker)
+    assert err.value.params == ("input_shape",)  # the parameters it names cross the boundary too
     with pytest.raises(UnsupportedModelError, match="state_dict"):
         export(zoo_path("t03"), tmp_path / "t.onnx", worker=worker)
 

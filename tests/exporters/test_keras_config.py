@@ -38,7 +38,7 @@ def test_layer_configs_walks_nested_models_and_wrappers() -> None:
 def test_keras_2_0_sequential_list_config() -> None:
     """Keras <= 2.1 stored a Sequential's config as the bare list of layers."""
     config = {"class_name": "Sequential", "config": [layer("Conv2D", "c"), layer("Lambda", "l")]}
-    with pytest.raises(UnsupportedModelError, match="Lambda layer.*'l'.*--trust"):
+    with pytest.raises(UnsupportedModelError, match="Lambda layer.*'l'.*trust=True"):
         check_config(config, trust=False, what="old.h5", known=known)
 
 
@@ -78,5 +78,5 @@ def test_arch_file_json_and_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("- just\n- a list\n")
     (tmp_path / "bad.json").write_text("{")
     for bad in ("bad.yaml", "bad.json"):
-        with pytest.raises(BadInputError, match="--arch"):
+        with pytest.raises(BadInputError, match="`arch`"):
             read_arch_file(tmp_path / bad)

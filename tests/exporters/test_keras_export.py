@@ -57,7 +57,7 @@ def test_k01_layer_names_include_separable_convolutions(export_worker: ExportWor
 
 
 def test_k05_weights_only_without_arch_says_what_to_do(export_worker: ExportWorker, tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match=r"weights but no architecture.*--arch model\.json") as info:
+    with pytest.raises(UnsupportedModelError, match=r"weights but no architecture.*arch='model\.json'") as info:
         export(zoo_path("k05"), tmp_path / "k05.onnx", worker=export_worker)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "k05.onnx").exists()
@@ -114,7 +114,7 @@ def test_weights_only_with_json_or_yaml_arch(arch: str, keras_files: Path, expor
 
 
 def test_lambda_layer_refused_unless_trusted(keras_files: Path, export_worker: ExportWorker, tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match=r"Lambda layer.*'double'.*--trust"):
+    with pytest.raises(UnsupportedModelError, match=r"Lambda layer.*'double'.*trust=True"):
         export(keras_files / "lambda_seq.h5", tmp_path / "lam.onnx", worker=export_worker)
     out = export(keras_files / "lambda_seq.h5", tmp_path / "lam.onnx", trust=True, worker=export_worker)
     x, y = np.load(keras_files / "lambda_seq.x.npy"), np.load(keras_files / "lambda_seq.y.npy")
@@ -138,14 +138,14 @@ def test_keras3_lambda_refused(keras_files: Path, export_worker: ExportWorker, t
 
 
 def test_custom_layer_refused_and_named(keras_files: Path, export_worker: ExportWorker, tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match="MyScale.*--trust"):
+    with pytest.raises(UnsupportedModelError, match="MyScale.*trust=True"):
         export(keras_files / "custom_layer.h5", tmp_path / "c.onnx", worker=export_worker)
     with pytest.raises(UnsupportedModelError, match="MyScale"):  # trusted, but its code is not in the file
         export(keras_files / "custom_layer.h5", tmp_path / "c.onnx", trust=True, worker=export_worker)
 
 
 def test_any_size_model_needs_input_shape(keras_files: Path, export_worker: ExportWorker, tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match="--input-shape"):
+    with pytest.raises(BadInputError, match="input_shape"):
         export(keras_files / "any_size.h5", tmp_path / "a.onnx", worker=export_worker)
     x, y = np.load(keras_files / "any_size.x.npy"), np.load(keras_files / "any_size.y.npy")
     for shape in ("1,24,24,1", "1,1,24,24"):  # N,H,W,C as the model takes it, or the N,C,H,W habit
@@ -173,7 +173,7 @@ def test_plain_dnn_on_flattened_pixels_exports_as_an_image_model(keras_files: Pa
 
 def test_flat_input_that_is_no_square_image_needs_input_shape(keras_files: Path, export_worker: ExportWorker,
                                                                tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match=r"150 values.*--input-shape 1,H,W,C"):
+    with pytest.raises(BadInputError, match=r"150 values.*input_shape='1,H,W,C'"):
         export(keras_files / "tfk_dnn150.h5", tmp_path / "a.onnx", worker=export_worker)
     with pytest.raises(BadInputError, match=r"does not flatten to the 150 values"):
         export(keras_files / "tfk_dnn150.h5", tmp_path / "b.onnx", input_shape="1,12,12,1", worker=export_worker)

@@ -68,7 +68,7 @@ def test_training_checkpoint_beside_the_script(alice, export_worker: ExportWorke
                 "config": {"lr": 1e-3, "batch": 64}, "label_map": {name: i for i, name in enumerate(FER)}},
                folder / "best.pth")
     with pytest.raises(UnsupportedModelError, match=r"model class from the student's code \(layers\.py, train\.py "
-                                                    r"\(classes Attention, ConvNet\)\).*--trust"):
+                                                    r"\(classes Attention, ConvNet\)\).*trust=True"):
         export(folder / "best.pth", tmp_path / "a.onnx", worker=export_worker)
     out = export(folder / "best.pth", tmp_path / "a.onnx", trust=True, worker=export_worker)
     source = read_sidecar(out)["source"]
@@ -82,7 +82,7 @@ def test_training_checkpoint_beside_the_script(alice, export_worker: ExportWorke
 def test_arch_file_needs_trust_and_runs_only_the_class(alice, export_worker: ExportWorker, tmp_path: Path) -> None:
     folder, marker, net = alice
     torch.save(net.state_dict(), tmp_path / "w.pth")  # no .py beside it: --arch says where
-    with pytest.raises(UnsupportedModelError, match="--trust"):
+    with pytest.raises(UnsupportedModelError, match="trust=True"):
         export(tmp_path / "w.pth", tmp_path / "w.onnx", arch=f"{folder / 'train.py'}:ConvNet", worker=export_worker)
     out = export(tmp_path / "w.pth", tmp_path / "w.onnx", arch=f"{folder / 'train.py'}:ConvNet",
                  input_shape="1,1,48,48", trust=True, worker=export_worker)
@@ -137,7 +137,7 @@ def test_classes_that_fit_equally_or_not_at_all(export_worker: ExportWorker, tmp
     (tmp_path / "twins.py").write_text(TWINS_PY)
     torch.save(build(TWINS_PY, "TwinA").state_dict(), tmp_path / "w.pth")
     with pytest.raises(BadInputError, match=r"fit several model classes \(TwinA \(twins\.py:\d+\), TwinB "
-                                            r"\(twins\.py:\d+\)\).*--arch FILE\.py:CLASS"):
+                                            r"\(twins\.py:\d+\)\).*arch='FILE\.py:CLASS'"):
         export(tmp_path / "w.pth", tmp_path / "w.onnx", trust=True, input_shape="1,1,16,16", worker=export_worker)
     out = export(tmp_path / "w.pth", tmp_path / "w.onnx", trust=True, arch=f"{tmp_path / 'twins.py'}:TwinB",
                  input_shape="1,1,16,16", worker=export_worker)
@@ -165,7 +165,7 @@ def test_input_size_from_the_data_or_the_one_that_runs(export_worker: ExportWork
     net = build(POOLED_PY, "Pooled").eval()
     torch.save(net.state_dict(), tmp_path / "w.pth")
     with pytest.raises(BadInputError, match=r"runs on several \(3x28x28, 3x32x32, .*3x256x256\); "
-                                            r"pass --input-shape 1,3,H,W"):
+                                            r"pass input_shape='1,3,H,W'"):
         export(tmp_path / "w.pth", tmp_path / "w.onnx", trust=True, worker=export_worker)
     out = export(tmp_path / "w.pth", tmp_path / "w.onnx", trust=True, data_shape=(3, 64, 64), worker=export_worker)
     assert (Model(out).spec.height, Model(out).spec.channels) == (64, 3)

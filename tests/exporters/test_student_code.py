@@ -56,7 +56,7 @@ def test_built_class_equals_the_authors_and_the_top_level_never_runs(student) ->
 
 def test_candidates_need_trust_and_name_the_classes(student) -> None:
     path, marker = student
-    with pytest.raises(UnsupportedModelError, match=r"model class from the student's code.*Attention, ConvNet.*--trust"):
+    with pytest.raises(UnsupportedModelError, match=r"model class from the student's code.*Attention, ConvNet.*trust=True"):
         arch.candidates(str(path.parent), trust=False, what="w.pth")
     with pytest.raises(BadInputError, match=r"no model class 'Resnet'; its model classes: Attention, ConvNet"):
         arch.candidates(f"{path}:Resnet", trust=True, what="w.pth")

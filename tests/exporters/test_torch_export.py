@@ -147,7 +147,7 @@ def test_t04_torchscript_saved_on_cuda_exports_on_cpu(export_worker: ExportWorke
 def test_t04_at_another_input_size_is_refused_for_mixing_images(export_worker: ExportWorker, tmp_path: Path) -> None:
     """t04 flattens with view(-1, n): at 48x48 each image becomes 4 rows. ONNX would reproduce that
     exactly, so parity alone cannot catch it; one output row per image can."""
-    with pytest.raises(UnsupportedModelError, match=r"returns 8 output row\(s\) for 2 images.*--input-shape"):
+    with pytest.raises(UnsupportedModelError, match=r"returns 8 output row\(s\) for 2 images.*check `input_shape`"):
         export(zoo_path("t04"), tmp_path / "t04.onnx", input_shape="1,1,48,48", worker=export_worker)
     assert not (tmp_path / "t04.onnx").exists()
 
@@ -185,16 +185,16 @@ def test_t03_state_dict_without_arch_lists_keys(export_worker: ExportWorker, tmp
         export(zoo_path("t03"), tmp_path / "t03.onnx", worker=export_worker)
     message = str(info.value)
     assert "state_dict" in message and "feat_extraction.0.weight (10, 1, 3, 3)" in message
-    assert "--arch path/to/model.py" in message and "\n" not in message
+    assert "arch='path/to/model.py'" in message and "\n" not in message
 
 
 def test_t05_whole_pickle_refused_without_trust(export_worker: ExportWorker, tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match=r"whole pickled model.*__main__\.CNN.*--trust"):
+    with pytest.raises(UnsupportedModelError, match=r"whole pickled model.*__main__\.CNN.*trust=True"):
         export(zoo_path("t05"), tmp_path / "t05.onnx", input_shape="1,1,28,28", worker=export_worker)
 
 
 def test_t05_trusted_names_the_missing_class(export_worker: ExportWorker, tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match=r"class CNN from module __main__.*--arch path/to/model\.py:CNN"):
+    with pytest.raises(UnsupportedModelError, match=r"class CNN from module __main__.*arch='path/to/model\.py:CNN'"):
         export(zoo_path("t05"), tmp_path / "t05.onnx", input_shape="1,1,28,28", trust=True, worker=export_worker)
 
 
@@ -315,7 +315,7 @@ def test_hostile_pickle_refused_and_never_run(how: str, export_worker: ExportWor
         src.write_bytes(pickle.dumps(payload))
     else:
         torch.save(payload, src, _use_new_zipfile_serialization=how == "zip")
-    with pytest.raises(UnsupportedModelError, match=r"(__builtin__|builtins)\.exec.*would run code.*--trust"):
+    with pytest.raises(UnsupportedModelError, match=r"(__builtin__|builtins)\.exec.*would run code.*trust=True"):
         export(src, tmp_path / "evil.onnx", input_shape="1,1,8,8", worker=export_worker)
     assert not marker.exists()
     assert not (tmp_path / "evil.onnx").exists()
@@ -326,7 +326,7 @@ def test_parity_failure_fails_unless_allowed(student, export_worker: ExportWorke
     torch.manual_seed(0)
     torch.save(module.Noisy().state_dict(), tmp_path / "noisy.pt")
     flags = dict(arch=f"{path}:Noisy", trust=True, input_shape="1,1,8,8", worker=export_worker)
-    with pytest.raises(ConversionError, match=r"differs from the source model by .*--allow-mismatch"):
+    with pytest.raises(ConversionError, match=r"differs from the source model by .*allow_mismatch=True"):
         export(tmp_path / "noisy.pt", tmp_path / "noisy.onnx", **flags)
     assert not (tmp_path / "noisy.onnx").exists()
     out = export(tmp_path / "noisy.pt", tmp_path / "noisy.onnx", allow_mismatch=True, **flags)
