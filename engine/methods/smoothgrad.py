@@ -26,7 +26,7 @@ from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
 from ..model import Model
 from ..registry import register
-from ..torch_ops import channel_reduce, forward_scores, summed_gradients, targets_tensor, to_numpy, to_tensor
+from ..torch_ops import channel_reduce, scores_and_targets, summed_gradients, to_numpy, to_tensor
 
 
 def noise_sd(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -41,7 +41,7 @@ def image_noise(shape: tuple[int, ...], samples: int, seed: int, index: int) -> 
 
 
 @register("smoothgrad", backend="torch", default_batch_size=128)
-def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
+def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray | None, *, batch_size: int, seed: int,
                samples: int = 25, sigma: float = 0.15, signed: bool = False,
                target_output: str = "logit") -> Explanation:
     """Saliency averaged over `samples` noisy copies (noise sd = sigma * the image's value range)."""
@@ -54,6 +54,8 @@ def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: 
     sd = noise_sd(x, sigma)
     xt, sdt = to_tensor(model, x), to_tensor(model, sd)
     shape = model.spec.shape
+    scores, tt = scores_and_targets(model, xt, targets, batch_size=batch_size, target_output=output)
+    targets = tt.cpu().numpy()
 
     @lru_cache(maxsize=2)  # an image cut by a chunk boundary has its noise drawn once
     def noise(index: int) -> torch.Tensor:
@@ -65,7 +67,6 @@ def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: 
 
     sums, _ = summed_gradients(model, targets, samples, build_rows, batch_size=batch_size,
                                transform=None if signed else (lambda g, _rows: g.abs()), target_output=output)
-    scores = forward_scores(model, xt, targets_tensor(model, targets), batch_size=batch_size, target_output=output)
     attributions = to_numpy(sums / samples)
     maps = channel_reduce(attributions, model.spec, "signed" if signed else "absmax")
     return make_explanation(
