@@ -34,7 +34,7 @@ class MethodInfo:
     name: str
     fn: MethodFn
     backend: Backend
-    default_batch_size: int
+    default_batch_size: int | None  # None: the model's measured onnxruntime batch size (Model.forward_batch_size)
     summary: str
 
     @property
@@ -48,7 +48,7 @@ class MethodInfo:
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register(name: str, *, backend: Backend, default_batch_size: int = 64) -> Callable[[MethodFn], MethodFn]:
+def register(name: str, *, backend: Backend, default_batch_size: int | None = 64) -> Callable[[MethodFn], MethodFn]:
     def deco(fn: MethodFn) -> MethodFn:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
@@ -112,7 +112,7 @@ def explain(
     x = model.spec.check_model_input(images) if preprocessed else model.spec.to_model_input(images)
     predict_in_method = info.backend == "torch" and (targets is None or (isinstance(targets, str) and targets == "pred"))
     tgt = None if predict_in_method else resolve_targets(model, x, targets)
-    bs = int(batch_size or info.default_batch_size)
+    bs = int(batch_size or info.default_batch_size or model.forward_batch_size())
     if bs < 1:
         raise BadInputError(f"batch_size must be at least 1, got {bs}")
     start = time.perf_counter()

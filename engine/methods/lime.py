@@ -42,7 +42,7 @@ from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
 from ..lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
 from ..lime_stability import image_stability, paired_stability
-from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
+from ..perturbation import arrays_for, per_channel_constant, predict_perturbed
 from ..registry import register
 from ..segmentation import DEFAULT_N_SEGMENTS, SEGMENTERS, segment_batch
 
@@ -313,7 +313,7 @@ def _sample_count(samples: Any) -> int:
         raise BadInputError(f"samples must be a whole number (at least 2) or {AUTO!r}, got {samples!r}") from None
 
 
-@register("lime", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE)
+@register("lime", backend="onnxruntime", default_batch_size=None)
 def lime(
     model: "Model",
     x: np.ndarray,

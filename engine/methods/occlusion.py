@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..explanation import Explanation, make_explanation
-from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, per_channel_constant, predict_perturbed
+from ..perturbation import arrays_for, per_channel_constant, predict_perturbed
 from ..registry import register
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def baseline_images(model: "Model", x: np.ndarray, baseline: float | str | Seque
     return np.ascontiguousarray(np.broadcast_to(const, x.shape))
 
 
-@register("occlusion", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE)
+@register("occlusion", backend="onnxruntime", default_batch_size=None)
 def occlusion(
     model: "Model",
     x: np.ndarray,
