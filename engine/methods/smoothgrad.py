@@ -62,8 +62,17 @@ def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray | None, *, batch
         return to_tensor(model, image_noise(shape, samples, seed, index))
 
     def build_rows(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        eps = torch.cat([noise(i)[rows[images == i]] for i in torch.unique_consecutive(images).tolist()])
-        return xt[images] + sdt[images].view(-1, *([1] * len(shape))) * eps
+        # Each image's rows are a contiguous run of its samples: write x_i + sd_i * eps_i[lo:hi] once
+        # per run into one batch, instead of gathering copies of x, sd and the noise row by row.
+        out = torch.empty((len(rows), *shape), dtype=xt.dtype, device=xt.device)
+        unique, counts = torch.unique_consecutive(images, return_counts=True)
+        first = 0
+        for i, count in zip(unique.tolist(), counts.tolist()):
+            lo, run = int(rows[first]), out[first:first + count]
+            torch.mul(noise(i)[lo:lo + count], sdt[i], out=run)
+            run.add_(xt[i])
+            first += count
+        return out
 
     sums, _ = summed_gradients(model, targets, samples, build_rows, batch_size=batch_size,
                                transform=None if signed else (lambda g, _rows: g.abs()), target_output=output)
