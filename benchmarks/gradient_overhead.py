@@ -3,6 +3,7 @@ Captum on the plain onnx2torch module, at the default thread count, interleaved 
 
     .venv/bin/python -m benchmarks.gradient_overhead [--models o01,k01,k02] [--images 1,16] [--rounds 7]
                                                      [--methods saliency,ig] [--threads N] [--quick]
+                                                     [--profile-missed]
 
 Three calls per row, timed back to back in each round (the order rotating), in one process:
 - ours: `explain(model, faces, method)` as a user writes it (targets None: the predicted class);
@@ -12,12 +13,14 @@ Three calls per row, timed back to back in each round (the order rotating), in o
 "our overhead" is the median over rounds of ours / Captum-on-ours (goal <= 1.15), "vs plain" the
 median of Captum-on-plain / ours (goal >= 1.5 at 1 image, >= 2 at 16). Torch's thread count is
 left as torch sets it (printed) unless `--threads`. Writes `<out>/gradient_overhead-<device>.json` and
-`.md`. `--quick` (o01, 1 image, 2 rounds) is a smoke test of the script, not a measurement.
+`.md`; with `--profile-missed`, cProfiles of ours and Captum-on-ours for each row that misses a goal
+in `<out>/profiles/`. `--quick` (o01, 1 image, 2 rounds) is a smoke test of the script, not a measurement.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -25,7 +28,7 @@ import numpy as np
 from benchmarks.run import FACES, face_images, guarded, model_path, say
 from onnxplain.engine import Model, explain
 from onnxplain.engine.benchmark import (
-    GRADIENT_METHODS, References, environment, paired_ratios, parse_int_list, parse_methods, time_calls,
+    GRADIENT_METHODS, References, environment, paired_ratios, parse_int_list, parse_methods, profile_call, time_calls,
 )
 from onnxplain.engine.errors import BadInputError
 from onnxplain.engine.registry import resolve_targets
@@ -55,14 +58,29 @@ def row_calls(model: Model, method: str, images: np.ndarray, seed: int = 0) -> l
     return [ours, *refs]
 
 
+def write_profile(folder: Path, key: str, method: str, n: int, calls: Sequence[Callable[[], Any]],
+                  why: str) -> Path:
+    """cProfile of ours and of Captum on our module (by internal time), one after the other, warm."""
+    parts = [f"# {method} on {n} image(s) of {key}, cpu, torch threads {torch_threads()}: {why}"]
+    for side, call in zip(SIDES[:2], calls):
+        parts.append(f"\n## {side}\n\n" + profile_call(lambda: [call() for _ in range(5)], top=25, sort="tottime"))
+    return write_text_atomic(folder / f"{key}-cpu-{method}-{n}-overhead.txt", "\n".join(parts))
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def measure(model: Model, key: str, methods: Sequence[str], sizes: Sequence[int], rounds: int,
-            budget: float) -> list[dict[str, Any]]:
+            budget: float, profiles: Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for method in methods:
         for n in sizes:
             say(f"{key} {method} x{n}", None)
-            timings = time_calls(row_calls(model, method, face_images(n)), repeats=rounds, warmup=1, images=n,
-                                 budget_s=budget)
+            calls = row_calls(model, method, face_images(n))
+            timings = time_calls(calls, repeats=rounds, warmup=1, images=n, budget_s=budget)
             ours, on_ours, on_plain = timings
             overhead = float(np.median(1.0 / paired_ratios(on_ours, ours)))
             plain = float(np.median(paired_ratios(on_plain, ours)))
@@ -72,6 +90,9 @@ def measure(model: Model, key: str, methods: Sequence[str], sizes: Sequence[int]
                          "overhead": overhead, "vs_plain": plain,
                          "overhead_met": overhead <= GOALS["overhead"],
                          "vs_plain_met": plain >= GOALS["plain"].get(n, GOALS["plain"][16])})
+            if profiles is not None and not (rows[-1]["overhead_met"] and rows[-1]["vs_plain_met"]):
+                rows[-1]["profile"] = str(write_profile(profiles, key, method, n, calls,
+                                                        f"overhead {overhead:.2f}x, vs plain {plain:.2f}x"))
     return rows
 
 
@@ -86,22 +107,23 @@ def table(rows: Sequence[dict[str, Any]], threads: int) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.quick:
         args.models, args.images, args.rounds, args.methods = "o01", "1", 2, args.methods or "saliency,gradcam"
     methods = parse_methods(args.methods or ",".join(GRADIENT_METHODS))
     if not set(methods) <= set(GRADIENT_METHODS):
         raise BadInputError(f"--methods takes gradient methods only: {', '.join(GRADIENT_METHODS)}")
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    threads = torch_threads()
     print(f"torch threads: {threads}", file=sys.stderr)
     sizes = parse_int_list(args.images, "--images")
     rows: list[dict[str, Any]] = []
     for key in (k.strip() for k in args.models.split(",") if k.strip()):
         model = Model(model_path(key, args.cache), "cpu", threads=args.threads)
-        rows += measure(model, key, methods, sizes, args.rounds, args.budget)
+        rows += measure(model, key, methods, sizes, args.rounds, args.budget,
+                        args.out / "profiles" if args.profile_missed else None)
     env = environment("cpu")
     command = "python -m benchmarks.gradient_overhead " + " ".join(sys.argv[1:])
     md = (f"## Gradient methods: our overhead around the module, at torch's default thread count\n\n"
@@ -120,8 +142,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pathlib import Path
-
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gradient_overhead", description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="o01,k01,k02")
     ap.add_argument("--images", default="1,16")
@@ -132,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--quick", action="store_true", help="smoke test: o01, 1 image, 2 rounds")
+    ap.add_argument("--profile-missed", action="store_true",
+                    help="cProfile ours and Captum-on-ours (5 calls each) for every row that misses a goal")
     return guarded(_run, ap.parse_args(argv))
 
 
