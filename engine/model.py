@@ -189,6 +189,24 @@ class Model:
     def _final_softmax(self) -> "onnx.NodeProto | None":
         return final_softmax(self.onnx)
 
+    @property
+    def threads(self) -> int | None:
+        """onnxruntime's intra-op threads as asked (None: its default, the core count)."""
+        return self._threads
+
+    def forward_batch_size(self) -> int:
+        """The onnxruntime batch size forward-only methods use when the caller gives none: this model's
+        fastest, measured once on synthetic inputs and cached (`engine.batch_tuning`), at most
+        perturbation.DEFAULT_BATCH_SIZE rows and its 64 MiB batch cap."""
+        if not self.spec.dynamic_batch:
+            return self._fixed_batch()
+        if "_forward_batch" not in self.__dict__:
+            from .batch_tuning import tuned_batch_size
+            from .perturbation import DEFAULT_BATCH_SIZE, batch_for
+
+            self.__dict__["_forward_batch"] = tuned_batch_size(self, batch_for(self, DEFAULT_BATCH_SIZE))
+        return self.__dict__["_forward_batch"]
+
     def predict(self, x: np.ndarray, batch_size: int = 256, *, io_binding: bool | None = None) -> np.ndarray:
         """Model outputs for preprocessed input `x` (N, *spec.shape), run in batches of `batch_size`.
 

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from .model import Model
 
 Array = Any  # np.ndarray on cpu, torch.Tensor on the model's cuda device
-# Forward-only methods default to 1024 rows per batch: LIME's 1000 samples of a 48x48 image in one
-# onnxruntime call, which on a busy 2-core CPU ran 25-30% faster per image than batches of 256
-# (o01 and k01). Big inputs are capped so that a batch holds at most 64 MiB of model input
-# (64x64x3: 1365 rows, 224x224x3: 111), whatever batch_size asks for.
+# Forward-only methods run at most 1024 rows per batch (LIME's 1000 samples of a 48x48 image in one
+# onnxruntime call); without a caller's batch_size, each model runs at its own fastest batch size up
+# to that, measured once (Model.forward_batch_size). Big inputs are capped so that a batch holds at
+# most 64 MiB of model input (64x64x3: 1365 rows, 224x224x3: 111), whatever batch_size asks for.
 DEFAULT_BATCH_SIZE = 1024
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 BuildFn = Callable[[int, int, int], Array]

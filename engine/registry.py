@@ -2,6 +2,9 @@
 
 A method is a function `(model, x, targets, *, batch_size, seed, **params) -> Explanation`
 registered once under a name; registering a name twice raises (as onnx2torch's add_converter does).
+`explain` passes a torch-backend method targets None for "the predicted class": it takes the class
+from its own first forward pass on the torch module, instead of an onnxruntime forward before it
+(whose worker threads, spinning after the run, slowed the torch calls that follow by up to 10x).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ class MethodInfo:
     name: str
     fn: MethodFn
     backend: Backend
-    default_batch_size: int
+    default_batch_size: int | None  # None: the model's measured onnxruntime batch size (Model.forward_batch_size)
     summary: str
     title: str = ""
     text: str = ""              # the report's paragraph about the method
@@ -68,7 +71,7 @@ def register(
     name: str,
     *,
     backend: Backend,
-    default_batch_size: int = 64,
+    default_batch_size: int | None = 64,
     title: str | None = None,
     text: str | None = None,
     signed: bool = False,
@@ -183,8 +186,9 @@ def explain(
             f"its parameters: {', '.join(sorted(info.params)) or 'none'}"
         )
     x = model.spec.check_model_input(images) if preprocessed else model.spec.to_model_input(images)
-    tgt = resolve_targets(model, x, targets)
-    bs = int(batch_size or info.default_batch_size)
+    predict_in_method = info.backend == "torch" and (targets is None or (isinstance(targets, str) and targets == "pred"))
+    tgt = None if predict_in_method else resolve_targets(model, x, targets)
+    bs = int(batch_size or info.default_batch_size or model.forward_batch_size())
     if bs < 1:
         raise BadInputError(f"batch_size must be at least 1, got {bs}")
     start = time.perf_counter()

@@ -43,7 +43,9 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(device="cpu", dtype=torch.float32).numpy()
 
 
-def targets_tensor(model: "Model", targets: np.ndarray) -> torch.Tensor:
+def targets_tensor(model: "Model", targets: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(targets, torch.Tensor):
+        return to_tensor(model, targets, dtype=torch.int64)
     return to_tensor(model, np.asarray(targets, dtype=np.int64), dtype=torch.int64)
 
 
@@ -52,35 +54,59 @@ def select_scores(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return outputs.gather(1, targets.view(-1, 1)).squeeze(1)
 
 
-def grad_and_scores(forward: Forward, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of each row's target score w.r.t. that row, and the scores (detached).
+def predicted(outputs: torch.Tensor) -> torch.Tensor:
+    """(B,) int64: each row's highest-scoring class (the first on ties, as numpy's argmax)."""
+    return outputs.detach().argmax(dim=1)
+
+
+def grad_and_scores(forward: Forward, inputs: torch.Tensor,
+                    targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient of each row's target score w.r.t. that row, the scores (detached) and the targets.
 
     The rows of a batch are independent (eval mode), so the gradient of the summed scores is the
-    per-row gradient: one backward pass for the whole batch.
+    per-row gradient: one backward pass for the whole batch. `targets` None takes each row's
+    predicted class from this same forward pass: no onnxruntime forward first, whose idle worker
+    threads would compete with torch's for the cores.
     """
     inputs = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
-        scores = select_scores(forward(inputs), targets)
+        outputs = forward(inputs)
+        targets = predicted(outputs) if targets is None else targets
+        scores = select_scores(outputs, targets)
         (grads,) = torch.autograd.grad(scores.sum(), inputs)
-    return grads, scores.detach()
+    return grads, scores.detach(), targets
 
 
-def input_gradients(model: "Model", x: np.ndarray | torch.Tensor, targets: np.ndarray, *,
-                    batch_size: int, target_output: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
-    """(d score[target_i] / d x_i, score[target_i]) for every image, in the model's layout, in batches.
-    The scores come from the same forward pass (no second one to fill `Explanation.scores`)."""
+def input_gradients(model: "Model", x: np.ndarray | torch.Tensor, targets: np.ndarray | None, *,
+                    batch_size: int, target_output: str = "logit") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(d score[target_i] / d x_i, score[target_i], target_i) for every image, in the model's layout,
+    in batches; targets None = the predicted classes. The scores come from the same forward pass
+    (no second one to fill `Explanation.scores`)."""
     forward = model.torch_scores(target_output)
-    xt = to_tensor(model, x)
-    tt = targets_tensor(model, targets)
-    return torch_batched(lambda xs, ts: grad_and_scores(forward, xs, ts), xt, tt, batch_size=batch_size)
+    return batched_with_targets(model, lambda xs, ts: grad_and_scores(forward, xs, ts), to_tensor(model, x), targets,
+                                batch_size=batch_size)
 
 
-def forward_scores(model: "Model", x: torch.Tensor, targets: torch.Tensor, *, batch_size: int,
-                   target_output: str = "logit") -> torch.Tensor:
-    """The target scores of `x` on the torch module of `target_output` (no gradient)."""
+def batched_with_targets(model: "Model", fn: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, ...]],
+                         x: torch.Tensor, targets: np.ndarray | None, *, batch_size: int) -> tuple[torch.Tensor, ...]:
+    """`torch_batched(fn, x, targets)`, where targets None gives `fn(batch, None)` (it predicts them)."""
+    if targets is None:
+        return torch_batched(lambda xs: fn(xs, None), x, batch_size=batch_size)
+    return torch_batched(fn, x, targets_tensor(model, targets), batch_size=batch_size)
+
+
+def scores_and_targets(model: "Model", x: torch.Tensor, targets: np.ndarray | None, *, batch_size: int,
+                       target_output: str = "logit", groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target scores, targets) of `x` on the torch module of `target_output`, no gradient. `x` holds
+    `groups` stacked versions of the same n images (integrated gradients: the images, then their
+    baselines), all scored for image i's target; targets None = the predicted classes of the first
+    group, taken from this forward (the one a method needs for its scores anyway)."""
     forward = model.torch_scores(target_output)
     with torch.no_grad():
-        return torch_batched(lambda xs, ts: select_scores(forward(xs), ts), x, targets, batch_size=batch_size)
+        outputs = torch_batched(forward, x, batch_size=batch_size)
+    n = len(x) // groups
+    tt = predicted(outputs[:n]) if targets is None else targets_tensor(model, targets)
+    return select_scores(outputs, tt.repeat(groups)), tt
 
 
 RowBuilder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -126,7 +152,7 @@ def summed_gradients(
 
     def chunk(r: torch.Tensor) -> torch.Tensor:
         images = torch.div(r, rows_per_image, rounding_mode="floor")
-        grads, scores = grad_and_scores(forward, build_rows(images, r % rows_per_image), tt[images])
+        grads, scores, _ = grad_and_scores(forward, build_rows(images, r % rows_per_image), tt[images])
         if transform is not None:
             grads = transform(grads, r % rows_per_image)
         # Rows are image-major, so the images of a chunk are first, first + 1, ... each with a
@@ -198,11 +224,14 @@ def conv_layer(model: "Model", name: str | None) -> "LayerInfo":
 
 
 def pre_activation(model: "Model", layer: "LayerInfo") -> str:
-    """The ONNX value feeding the layer's final monotone activation, or the layer output itself."""
-    for node in model.onnx.graph.node:
-        if layer.output in node.output:
-            return node.input[0] if node.op_type in MONOTONE_ACTIVATIONS else layer.output
-    return layer.output
+    """The ONNX value feeding the layer's final monotone activation, or the layer output itself
+    (looked up once per layer: a graph scan costs a one-image Grad-CAM ~10%)."""
+    cache = model.__dict__.setdefault("_pre_activations", {})
+    if layer.output not in cache:
+        node = next((n for n in model.onnx.graph.node if layer.output in n.output), None)
+        cache[layer.output] = (node.input[0] if node is not None and node.op_type in MONOTONE_ACTIVATIONS
+                               else layer.output)
+    return cache[layer.output]
 
 
 def as_nchw(act: torch.Tensor, layer: "LayerInfo") -> torch.Tensor:

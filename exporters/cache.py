@@ -15,25 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from onnxplain.engine.cache import CACHE_ENV, cache_root  # noqa: F401  (re-exported)
 from onnxplain.engine.model import file_sha256
 from onnxplain.engine.sidecar import sidecar_path
 
 from .options import ExportOptions
 from onnxplain.engine.versions import onnxplain_version
 
-CACHE_ENV = "ONNXPLAIN_CACHE"
 # Bump when an export of the same file with the same options would now come out different.
 EXPORT_FORMAT_VERSION = 3  # 2: the framework's own summary in the sidecar; 3: classes and input sizes found
-
-
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """`cache_dir`, else $ONNXPLAIN_CACHE, else ~/.cache/onnxplain."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "onnxplain"
 
 
 @dataclass(frozen=True)

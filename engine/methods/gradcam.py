@@ -21,20 +21,21 @@ from ..explanation import Explanation, make_explanation
 from ..layers import LayerInfo
 from ..model import Model
 from ..registry import register
-from ..batching import torch_batched
-from ..torch_ops import conv_layer, layer_values, select_scores, targets_tensor, to_numpy, to_tensor
+from ..torch_ops import batched_with_targets, conv_layer, layer_values, predicted, select_scores, to_numpy, to_tensor
 
 
-def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor, targets: torch.Tensor,
-                   target_output: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, h, w) Grad-CAM at the layer's resolution for one batch, and the target scores (B,)."""
+def gradcam_lowres(model: Model, layer: LayerInfo, x: torch.Tensor, targets: torch.Tensor | None,
+                   target_output: str = "logit") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, h, w) Grad-CAM at the layer's resolution for one batch, the target scores (B,) and the
+    targets (B,) (None: each image's predicted class, from this forward pass)."""
     inputs = x.detach().requires_grad_(True)  # so the graph reaches the layer even if it has no parameters
     with torch.enable_grad():
         out, _, act = layer_values(model, layer, target_output)(inputs)
+        targets = predicted(out) if targets is None else targets
         scores = select_scores(out, targets)
         (grads,) = torch.autograd.grad(scores.sum(), act)
     weights = grads.mean(dim=(2, 3), keepdim=True)
-    return torch.relu((weights * act.detach()).sum(dim=1)), scores.detach()
+    return torch.relu((weights * act.detach()).sum(dim=1)), scores.detach(), targets
 
 
 TEXT = ("The last conv layer's feature maps weighted by the mean gradient of the score, rectified and upsampled to "
@@ -43,13 +44,14 @@ TEXT = ("The last conv layer's feature maps weighted by the mean gradient of the
 
 @register("gradcam", backend="torch", default_batch_size=64, title="Grad-CAM", text=TEXT,
           reference="captum LayerGradCam")
-def gradcam(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
+def gradcam(model: Model, x: np.ndarray, targets: np.ndarray | None, *, batch_size: int, seed: int,
             layer: str | None = None, target_output: str = "logit") -> Explanation:
     """Grad-CAM on a conv layer (default: the last one), upsampled to the input size."""
     output = model.explained_output(target_output)
     info = conv_layer(model, layer)
-    xt, tt = to_tensor(model, x), targets_tensor(model, targets)
-    low, scores = torch_batched(lambda xs, ts: gradcam_lowres(model, info, xs, ts, output), xt, tt, batch_size=batch_size)
+    low, scores, tt = batched_with_targets(model, lambda xs, ts: gradcam_lowres(model, info, xs, ts, output),
+                                           to_tensor(model, x), targets, batch_size=batch_size)
+    targets = tt.cpu().numpy()
     up = F.interpolate(low.unsqueeze(1), size=(model.spec.height, model.spec.width), mode="bilinear",
                        align_corners=False).squeeze(1)
     return make_explanation(

@@ -45,7 +45,7 @@ from ..explanation import Explanation, make_explanation
 from ..input_spec import InputSpec
 from ..model import Model
 from ..registry import register
-from ..torch_ops import channel_reduce, forward_scores, summed_gradients, targets_tensor, to_numpy, to_tensor
+from ..torch_ops import channel_reduce, scores_and_targets, summed_gradients, to_numpy, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ TEXT = ("Gradients averaged along the straight path from a baseline to the image
 
 @register("ig", backend="torch", default_batch_size=128, title="Integrated gradients", text=TEXT, signed=True,
           bench_params={"steps": 50}, reference="captum IntegratedGradients")
-def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
+def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray | None, *, batch_size: int, seed: int,
                          steps: int = 50, baseline: Baseline = "black", integration: str = "gausslegendre",
                          tolerance: float | None = None, max_steps: int = 1024,
                          target_output: str = "logit") -> Explanation:
@@ -114,15 +114,16 @@ def integrated_gradients(model: Model, x: np.ndarray, targets: np.ndarray, *, ba
     quadrature(integration, steps)  # a bad method or step count fails before any work
     output = model.explained_output(target_output)
     base = make_baseline(model.spec, x, baseline, seed)
-    attributions, scores, score_diff = _integrate(model, x, base, targets, steps, integration, batch_size, output)
+    attributions, scores, score_diff, targets = _integrate(model, x, base, targets, steps, integration, batch_size,
+                                                           output)
     error = completeness_error(attributions, score_diff)
     used = np.full(len(x), steps, dtype=np.int64)
     todo = error > tolerance if tolerance is not None else np.zeros(len(x), bool)
     while todo.any() and used[todo].max() * 2 <= max_steps:
         more = int(used[todo].max() * 2)
         idx = np.flatnonzero(todo)
-        attributions[idx], _, score_diff[idx] = _integrate(model, x[idx], base[idx], targets[idx], more, integration,
-                                                           batch_size, output)
+        attributions[idx], _, score_diff[idx], _ = _integrate(model, x[idx], base[idx], targets[idx], more,
+                                                              integration, batch_size, output)
         error[idx] = completeness_error(attributions[idx], score_diff[idx])
         used[idx] = more
         todo[idx] = error[idx] > tolerance
@@ -148,11 +149,16 @@ def completeness_error(attributions: np.ndarray, score_diff: np.ndarray) -> np.n
     return np.abs(total - score_diff) / np.maximum(np.abs(score_diff), 1e-12)
 
 
-def _integrate(model: Model, x: np.ndarray, base: np.ndarray, targets: np.ndarray, steps: int, integration: str,
-               batch_size: int, output: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(attributions, f(x), f(x) - f(baseline)) with `steps` points of the `integration` quadrature."""
+def _integrate(model: Model, x: np.ndarray, base: np.ndarray, targets: np.ndarray | None, steps: int,
+               integration: str, batch_size: int,
+               output: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(attributions, f(x), f(x) - f(baseline), targets) with `steps` points of the `integration`
+    quadrature; targets None = the predicted classes (from the forward that scores x and baseline)."""
     alphas, weights = quadrature(integration, steps)
     xt, bt = to_tensor(model, x), to_tensor(model, base)
+    end_scores, tt = scores_and_targets(model, torch.cat([xt, bt]), targets, batch_size=batch_size,
+                                        target_output=output, groups=2)
+    ends, targets = to_numpy(end_scores), tt.cpu().numpy()
     diff = xt - bt
     at, wt = to_tensor(model, alphas), to_tensor(model, weights)
     ndim = len(model.spec.shape)
@@ -195,7 +201,4 @@ def _integrate(model: Model, x: np.ndarray, base: np.ndarray, targets: np.ndarra
         sums, _ = summed_gradients(model, targets, steps, build_cut_rows, batch_size=batch_size,
                                    row_weights=wt, forward=split.suffix, finish=to_input)
     attributions = to_numpy(sums * diff)
-    tt = targets_tensor(model, targets)
-    ends = to_numpy(forward_scores(model, torch.cat([xt, bt]), torch.cat([tt, tt]), batch_size=batch_size,
-                                   target_output=output))
-    return attributions, ends[: len(x)], (ends[: len(x)] - ends[len(x):]).astype(np.float64)
+    return attributions, ends[: len(x)], (ends[: len(x)] - ends[len(x):]).astype(np.float64), targets

@@ -45,7 +45,7 @@ from ..details import LimeDetails
 from ..explanation import Explanation, make_explanation
 from ..lime_fit import cosine_distance_to_ones, lime_kernel, weighted_ridge
 from ..lime_stability import image_stability, paired_stability
-from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, predict_perturbed
+from ..perturbation import arrays_for, predict_perturbed
 from ..registry import register
 from ..segmentation import DEFAULT_N_SEGMENTS, SEGMENTERS, segment_batch
 
@@ -345,7 +345,7 @@ def forward_passes(params: dict[str, Any], spec: Any) -> int:
 
 # Report and grade: LIME in rounds until its top-5 is as stable as the lime package's at 1,000 samples,
 # with 22-53% fewer forwards (benchmarks/results/lime_stability.md).
-@register("lime", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE, title="LIME", text=TEXT,
+@register("lime", backend="onnxruntime", default_batch_size=None, title="LIME", text=TEXT,
           signed=True, report_params={"samples": AUTO}, bench_params={"samples": 1000},
           reference="lime LimeImageExplainer", forward_passes=forward_passes,
           aliases={"hide_color": "baseline"})

@@ -27,7 +27,7 @@ from ..baselines import baseline_images
 from ..errors import BadInputError
 from ..details import OcclusionDetails
 from ..explanation import Explanation, make_explanation
-from ..perturbation import DEFAULT_BATCH_SIZE, arrays_for, predict_perturbed
+from ..perturbation import arrays_for, predict_perturbed
 from ..registry import register
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def forward_passes(params: dict[str, Any], spec: Any) -> int:
     return len(window_starts(spec.height, wh, sh)) * len(window_starts(spec.width, ww, sw)) + 1
 
 
-@register("occlusion", backend="onnxruntime", default_batch_size=DEFAULT_BATCH_SIZE, title="Occlusion", text=TEXT,
+@register("occlusion", backend="onnxruntime", default_batch_size=None, title="Occlusion", text=TEXT,
           signed=True, bench_params={"window": 8, "stride": 4}, reference="captum Occlusion",
           forward_passes=forward_passes)
 def occlusion(

@@ -39,12 +39,12 @@ TEXT = ("The gradient of the predicted class's score with respect to the input p
 
 @register("saliency", backend="torch", default_batch_size=128, title="Saliency maps", text=TEXT,
           reference="captum Saliency")
-def saliency(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
+def saliency(model: Model, x: np.ndarray, targets: np.ndarray | None, *, batch_size: int, seed: int,
              signed: bool = False, target_output: str = "logit") -> Explanation:
     """Gradient of the target score w.r.t. the input; map = max |gradient| over channels."""
     output = model.explained_output(target_output)
-    grads, scores = (to_numpy(t) for t in input_gradients(model, x, targets, batch_size=batch_size,
-                                                          target_output=output))
+    grads, scores, tt = input_gradients(model, x, targets, batch_size=batch_size, target_output=output)
+    grads, scores, targets = to_numpy(grads), to_numpy(scores), tt.cpu().numpy()
     maps = channel_reduce(grads, model.spec, "signed" if signed else "absmax")
     return make_explanation(
         model, "saliency", x, targets, maps, params={"signed": bool(signed), "target_output": output}, scores=scores,

@@ -28,7 +28,7 @@ from ..details import SmoothGradDetails
 from ..explanation import Explanation, make_explanation
 from ..model import Model
 from ..registry import register
-from ..torch_ops import channel_reduce, forward_scores, summed_gradients, targets_tensor, to_numpy, to_tensor
+from ..torch_ops import channel_reduce, scores_and_targets, summed_gradients, to_numpy, to_tensor
 
 
 def noise_sd(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -45,7 +45,7 @@ def image_noise(shape: tuple[int, ...], samples: int, seed: int, index: int) -> 
 @register("smoothgrad", backend="torch", default_batch_size=128, title="SmoothGrad",
           text="Saliency averaged over noisy copies of each image: less speckle, the same question.",
           bench_params={"samples": 25, "sigma": 0.15}, reference="captum NoiseTunnel(Saliency)")
-def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
+def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray | None, *, batch_size: int, seed: int,
                samples: int = 25, sigma: float = 0.15, signed: bool = False,
                target_output: str = "logit") -> Explanation:
     """Saliency averaged over `samples` noisy copies (noise sd = sigma * the image's value range)."""
@@ -58,18 +58,28 @@ def smoothgrad(model: Model, x: np.ndarray, targets: np.ndarray, *, batch_size: 
     sd = noise_sd(x, sigma)
     xt, sdt = to_tensor(model, x), to_tensor(model, sd)
     shape = model.spec.shape
+    scores, tt = scores_and_targets(model, xt, targets, batch_size=batch_size, target_output=output)
+    targets = tt.cpu().numpy()
 
     @lru_cache(maxsize=2)  # an image cut by a chunk boundary has its noise drawn once
     def noise(index: int) -> torch.Tensor:
         return to_tensor(model, image_noise(shape, samples, seed, index))
 
     def build_rows(images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        eps = torch.cat([noise(i)[rows[images == i]] for i in torch.unique_consecutive(images).tolist()])
-        return xt[images] + sdt[images].view(-1, *([1] * len(shape))) * eps
+        # Each image's rows are a contiguous run of its samples: write x_i + sd_i * eps_i[lo:hi] once
+        # per run into one batch, instead of gathering copies of x, sd and the noise row by row.
+        out = torch.empty((len(rows), *shape), dtype=xt.dtype, device=xt.device)
+        unique, counts = torch.unique_consecutive(images, return_counts=True)
+        first = 0
+        for i, count in zip(unique.tolist(), counts.tolist()):
+            lo, run = int(rows[first]), out[first:first + count]
+            torch.mul(noise(i)[lo:lo + count], sdt[i], out=run)
+            run.add_(xt[i])
+            first += count
+        return out
 
     sums, _ = summed_gradients(model, targets, samples, build_rows, batch_size=batch_size,
                                transform=None if signed else (lambda g, _rows: g.abs()), target_output=output)
-    scores = forward_scores(model, xt, targets_tensor(model, targets), batch_size=batch_size, target_output=output)
     attributions = to_numpy(sums / samples)
     maps = channel_reduce(attributions, model.spec, "signed" if signed else "absmax")
     return make_explanation(
