@@ -6,7 +6,8 @@ Captum on the plain onnx2torch module, at the default thread count, interleaved 
                                                      [--profile-missed]
 
 Three calls per row, timed back to back in each round (the order rotating), in one process:
-- ours: `explain(model, faces, method)` as a user writes it (targets None: the predicted class);
+- ours: `explain(model, x, method, preprocessed=True)`, targets None (the predicted class), on the
+  model input `x` Captum gets too (preprocessing the faces, a resize each, is not method code);
 - Captum on ours: Captum's matching class on `Model.torch_scores(...)`, the module our methods run
   (what our method code would cost if it were Captum's), targets fixed before timing;
 - Captum on plain: the same on `onnx2torch.convert(onnx.load(path))`, what a user would run instead.
@@ -52,7 +53,8 @@ def row_calls(model: Model, method: str, images: np.ndarray, seed: int = 0) -> l
     params = get_method(method).bench_params
     x = model.spec.to_model_input(images)
     targets = resolve_targets(model, x, None)
-    ours = lambda: explain(model, images, method, seed=seed, **params)  # noqa: E731
+    # The same model input as Captum's: preprocessing the faces (a resize each) is not method code.
+    ours = lambda: explain(model, x, method, preprocessed=True, seed=seed, **params)  # noqa: E731
     refs = [next(iter(cls(model).build(method, x, targets, params, seed=seed).values()))
             for cls in (OurModuleReferences, References)]
     return [ours, *refs]
@@ -129,8 +131,8 @@ def _run(args: argparse.Namespace) -> int:
     md = (f"## Gradient methods: our overhead around the module, at torch's default thread count\n\n"
           f"`{command}`; torch threads {threads} ({'set by --threads' if args.threads else 'torch default'}), "
           f"{env['usable_cores']} usable cores, {env['cpu']}. Images: the first faces of {FACES}. Each round times "
-          "ours (`explain(model, faces, method)`, targets None), Captum on our `Model.torch_scores` module and Captum on "
-          "the plain onnx2torch module back to back; ratios are medians of per-round ratios. On a shared box "
+          "ours (`explain(model, x, method, preprocessed=True)`, targets None, on the model input Captum gets), "
+          "Captum on our `Model.torch_scores` module and Captum on the plain onnx2torch module back to back; ratios are medians of per-round ratios. On a shared box "
           "(other jobs running) single rows swing; rerun on a quiet one before quoting them.\n\n"
           + table(rows, threads) + "\n")
     stem = f"gradient_overhead{'-quick' if args.quick else ''}-cpu"

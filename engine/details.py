@@ -46,11 +46,10 @@ class Details:
 
 @dataclass(frozen=True)
 class SaliencyDetails(Details):
-    """`attributions`: the raw gradient (N, *input shape) in the model's layout; `mask`: the display image
-    (N, H, W, C) in [0, 1] weighted per pixel by |map| normalised to [0, 1] per image."""
+    """`attributions`: the raw gradient (N, *input shape) in the model's layout. (The saliency mask of
+    the figures is `methods.saliency.masked_image` of the display images and the maps.)"""
 
     attributions: np.ndarray
-    mask: np.ndarray
 
 
 @dataclass(frozen=True)

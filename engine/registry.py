@@ -13,6 +13,7 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
@@ -56,9 +57,10 @@ class MethodInfo:
     forward_passes: ForwardPasses | None = None
     aliases: dict[str, str] = field(default_factory=dict)  # an earlier parameter name -> its name now
 
-    @property
+    @cached_property
     def params(self) -> dict[str, Any]:
-        """Keyword parameters and their defaults (beyond batch_size and seed)."""
+        """Keyword parameters and their defaults (beyond batch_size and seed); read once (inspect costs
+        ~0.08 ms, 5% of a one-image saliency call)."""
         sig = inspect.signature(self.fn)
         return {n: p.default for n, p in sig.parameters.items()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("batch_size", "seed")}

@@ -24,12 +24,14 @@ from ..registry import register
 from ..torch_ops import channel_reduce, input_gradients, to_numpy
 
 
-def saliency_mask(model: Model, x: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """The display image (N, H, W, C) weighted by |maps| normalised to [0, 1] per image."""
+def masked_image(display: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """The display images (N, H, W, C) in [0, 1] weighted by |maps| (N, H, W) normalised to [0, 1] per
+    image: the saliency mask some reports show. Figures compute it when they draw that panel, so a
+    call that draws nothing does not pay for it."""
     weights = np.abs(maps)
     peak = weights.reshape(len(weights), -1).max(axis=1).reshape(-1, 1, 1)
     weights = np.divide(weights, peak, out=np.zeros_like(weights), where=peak > 0)
-    return (model.spec.to_display(x) * weights[..., None]).astype(np.float32)
+    return (np.asarray(display, np.float32) * weights[..., None]).astype(np.float32)
 
 
 TEXT = ("The gradient of the predicted class's score with respect to the input pixels (largest |gradient| over the "
@@ -48,5 +50,5 @@ def saliency(model: Model, x: np.ndarray, targets: np.ndarray | None, *, batch_s
     maps = channel_reduce(grads, model.spec, "signed" if signed else "absmax")
     return make_explanation(
         model, "saliency", x, targets, maps, params={"signed": bool(signed), "target_output": output}, scores=scores,
-        details=SaliencyDetails(attributions=grads, mask=saliency_mask(model, x, maps)),
+        details=SaliencyDetails(attributions=grads),
     )

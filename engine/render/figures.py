@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..details import GradCamDetails, IGDetails, LimeDetails, SaliencyDetails
+from ..methods.saliency import masked_image
 from ..registry import is_signed_method
 from ..sidecar import atomic_path
 
@@ -444,8 +445,7 @@ def _draw_panel(fig: Figure, layout: Layout, ax: Axes, panel: str, explanation: 
         heading = heading or "overlay"
     elif panel == "mask":
         # The method's own masked image: the display image weighted by the normalised |map|.
-        assert isinstance(explanation.details, SaliencyDetails)  # explanation_panels chose this panel
-        _draw_image(ax, np.asarray(explanation.details.mask[index], dtype=np.float32))
+        _draw_image(ax, masked_image(image[None], amap[None])[0])
         heading = heading or "saliency mask"
     elif panel == "superpixels":
         ex = explanation.details

@@ -237,7 +237,7 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_renderers_create_folders_and_return_the_path(tmp_path: Path) -> None:
     e = make_explanation("saliency", np.ones((2, H, W)), details=SaliencyDetails(
-        attributions=np.ones((2, 1, H, W), np.float32), mask=np.ones((2, H, W, 1), np.float32)))
+        attributions=np.ones((2, 1, H, W), np.float32)))
     out = render_grid(e, tmp_path / "a" / "b" / "grid.png", images=display(e))
     assert out == tmp_path / "a" / "b" / "grid.png" and out.stat().st_size > 0
     history = [{"epoch": 1, "loss": 1.0, "train_accuracy": 0.5}, {"epoch": 2, "loss": 0.5, "train_accuracy": 0.8}]

@@ -7,6 +7,7 @@ import pytest
 from captum.attr import Saliency
 
 from onnxplain.engine import Model, explain
+from onnxplain.engine.methods.saliency import masked_image
 from tests.engine.gradient_data import (  # noqa: F401
     BRIDGES, TINY, captum_inputs, mnist_digits, o01, o02, o03, ort_scores, score_module, tiny_inputs,
 )
@@ -70,7 +71,7 @@ def test_mask_is_the_image_weighted_by_the_normalised_map(tiny_onnx):
     model = Model(tiny_onnx(**TINY["rgb_nchw"]))
     x = tiny_inputs(model, 3)
     e = explain(model, x, "saliency", preprocessed=True)
-    mask = e.details.mask
+    mask = masked_image(model.spec.to_display(x), e.maps)
     assert mask.shape == (3, 16, 16, 3) and mask.dtype == np.float32
     weights = e.maps / e.maps.reshape(3, -1).max(axis=1)[:, None, None]
     np.testing.assert_allclose(mask, model.spec.to_display(x) * weights[..., None], rtol=1e-6, atol=1e-7)
