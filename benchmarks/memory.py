@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from onnxplain.engine.devices import is_cuda
+
 from .timing import Clock, Sync, Timing, device_sync, time_calls
 
 
@@ -184,7 +186,7 @@ class Memory:
 def measure_memory(fn: Callable[[], Any], *, device: str = "cpu", cuda: Any = None,
                    host_interval: float = 0.002) -> Memory:
     """Run `fn` once under the host probe (and the GPU probe on cuda) and return the peaks."""
-    if device == "cuda":
+    if is_cuda(device):
         with HostPeak(host_interval) as host, GpuPeak(cuda) as gpu:
             fn()
         return Memory(host.before, host.peak, host.how, gpu.allocator_before, gpu.allocator_peak,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from onnxplain.engine.devices import is_cuda
+
 from .memory import Measurement
 from .results import BenchReport
 from .targets import Check
@@ -68,7 +70,7 @@ def check_text(c: Check) -> str:
 def table_rows(report: BenchReport, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """The main table (one row per method and batch) as header + cells; markdown and the CLI share it.
     `compact` (for a terminal) leaves out the parameters, the reference's name, passes and floor."""
-    gpu = report.device == "cuda"
+    gpu = is_cuda(report.device)
     head = ["method", "params", "images", "onnxplain ms (IQR)", "ms/image", "reference", "reference ms (IQR)",
             "speedup", "vs Captum on our module", "map diff", "passes", "floor ms", "ours/floor", "host MiB ours / ref"]
     if gpu:
@@ -130,7 +132,7 @@ def markdown_notes(report: BenchReport) -> list[str]:
               "max |ours - reference| / max |reference| (SmoothGrad: of the mean maps; LIME: not compared); "
               "ours/floor = onnxplain / the time its forward passes take at the model's best forward throughput; "
               "host MiB = the process's peak RSS during one run (+ its rise above the RSS before that run)")
-    if report.device == "cuda":
+    if is_cuda(report.device):
         legend += ("; GPU MiB = torch's allocator peak (+ the rise of the device's used memory, which includes "
                    "onnxruntime's arena)")
     checks = [c for r in report.rows for c in r.checks]

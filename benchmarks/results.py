@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from onnxplain.engine.devices import is_cuda
+
 from .memory import Measurement
 from .targets import TARGETS, Check, Target
 from .timing import Timing
@@ -158,7 +160,7 @@ class BenchReport:
     @property
     def device_name(self) -> str:
         env = self.environment
-        if self.device == "cuda":
+        if is_cuda(self.device):
             return str(env.get("gpu", "cuda"))
         return f"{env.get('cpu', 'cpu')}, {env.get('usable_cores', '?')} cores"
 

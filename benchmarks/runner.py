@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from onnxplain.engine.devices import parse_device
 from onnxplain.engine.errors import BadInputError
 from onnxplain.engine.registry import get_method, method_infos
 
@@ -144,8 +145,9 @@ def environment(device: str, model: "Model | None" = None) -> dict[str, Any]:
            "torch_threads": torch.get_num_threads(), "platform": platform.platform(), "versions": versions}
     if model is not None:
         env["onnxruntime_threads"] = int(model.session.get_session_options().intra_op_num_threads)
-    if device == "cuda":
-        env["gpu"] = torch.cuda.get_device_name()
+    kind, index = parse_device(device)
+    if kind == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(index)
     return env
 
 

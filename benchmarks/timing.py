@@ -6,12 +6,14 @@ The clock and the synchronisation are arguments, so tests drive them with mocks.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from onnxplain.engine.devices import parse_device
 from onnxplain.engine.errors import BadInputError
 
 Clock = Callable[[], float]
@@ -28,13 +30,12 @@ def device_sync(device: str) -> Sync:
     onnxruntime's CUDA provider copies outputs back to the host before `run` returns, so only
     torch's asynchronous kernels need the explicit wait.
     """
-    if device == "cuda":
+    kind, index = parse_device(device)
+    if kind == "cuda":
         import torch
 
-        return torch.cuda.synchronize
-    if device == "cpu":
-        return _no_sync
-    raise BadInputError(f"device {device!r} is not 'cpu' or 'cuda'")
+        return torch.cuda.synchronize if index is None else functools.partial(torch.cuda.synchronize, index)
+    return _no_sync
 
 
 @dataclass(frozen=True)

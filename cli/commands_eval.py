@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .loading import ModelOptions, check_model_path, model_options, open_dataset, open_model, resolve_device
 from .options import (
-    DataOpt, Device, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimeSamplesOpt, LimitOpt,
+    DataOpt, DeviceOpt, HistoryOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayerOpt, LimeSamplesOpt, LimitOpt,
     MethodsOpt, ModelArg, OutOpt, PerClassOpt, QuietOpt, SeedOpt, TargetOutputOpt, parse_methods, report_params,
 )
 from .output import OUT_ROOT, command_output, default_out, save_json, say
@@ -136,7 +136,7 @@ def report_command(
 
 def demo_command(
     out: OutOpt = None,
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -148,6 +148,6 @@ def demo_command(
 
     folder = out or OUT_ROOT / "demo"
     with command_output(json_mode=json_out, quiet=quiet) as run:
-        page = run_demo(folder, progress=run.progress, device=resolve_device(device.value))
+        page = run_demo(folder, progress=run.progress, device=resolve_device(device))
         doc = {"command": "demo", "report": str(page), "out": str(folder)}
         run.result(doc, paths=[page], human=lambda console: say(console, "demo report:"))

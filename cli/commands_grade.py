@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .options import (
-    DataOpt, Device, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayoutOpt, LimeSamplesOpt, LimitOpt, OutOpt,
+    DataOpt, DeviceOpt, IgStepsOpt, IgToleranceOpt, JsonOpt, LayoutOpt, LimeSamplesOpt, LimitOpt, OutOpt,
     QuietOpt, SeedOpt, TargetOutputOpt, TrustOpt, report_params,
 )
 from .output import OUT_ROOT, command_output, say
@@ -61,7 +61,7 @@ def grade_command(
     target_output: TargetOutputOpt = None,
     limit: LimitOpt = None,
     trust: TrustOpt = False,
-    device: DeviceOpt = Device.cpu,
+    device: DeviceOpt = "cpu",
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -95,7 +95,7 @@ def grade_command(
         data=str(data.resolve()), methods=chosen, per_class=per_class, limit=limit, seed=seed, timeout=timeout,
         memory_gb=memory_gb, trust=trust, arch_name=arch_name, input_shape=input_shape, labels=labels,
         layout=layout.value if layout else None,
-        device=resolve_device(device.value), method_params=params,
+        device=resolve_device(device), method_params=params,
         overrides=read_overrides(overrides) if overrides is not None else {},
     )
     subs = discover_submissions(submissions)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from onnxplain.engine.errors import BadInputError
 
 from .options import (
-    ArchArgsOpt, ArchOpt, BatchSizeOpt, Device, DeviceOpt, InputShapeOpt, LabelsOpt, LayoutOpt, MeanOpt,
+    ArchArgsOpt, ArchOpt, BatchSizeOpt, DeviceOpt, InputShapeOpt, LabelsOpt, LayoutOpt, MeanOpt,
     ScaleOpt, StdOpt, TrustOpt, WeightsKeyOpt,
 )
 from .progress import ProgressFn
@@ -32,7 +32,7 @@ ONNX_SUFFIXES = (".onnx",)
 
 # (parameter name, Annotated type, default): the flags `@model_options` adds to a command.
 _MODEL_FLAGS: tuple[tuple[str, Any, Any], ...] = (
-    ("device", DeviceOpt, Device.auto),
+    ("device", DeviceOpt, "auto"),
     ("labels", LabelsOpt, None),
     ("scale", ScaleOpt, None),
     ("mean", MeanOpt, None),
@@ -85,9 +85,8 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in names}
-        for key in ("device", "layout"):
-            if values[key] is not None:
-                values[key] = values[key].value
+        if values["layout"] is not None:
+            values["layout"] = values["layout"].value
         return fn(*args, model_opts=ModelOptions(**values), **kwargs)
 
     own = [p for p in sig.parameters.values() if p.name != "model_opts"]

@@ -9,18 +9,13 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from typer.models import OptionInfo
 
+from onnxplain.engine.devices import device_name
 from onnxplain.engine.errors import BadInputError
 from onnxplain.engine.segmentation import SEGMENTERS
 
 MODEL_PANEL = "Model loading"
 OUTPUT_PANEL = "Output"
 METHOD_PANEL = "Method parameters"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class TargetOutput(str, Enum):
@@ -93,9 +88,20 @@ HistoryOpt = Annotated[Optional[list[str]], typer.Option(
     "--history", help="Training history: a Keras CSVLogger CSV, a JSON or pickled History.history dict, a CSV/JSON "
     "table with an epoch column, or loss=a.npy,accuracy=b.npy (repeat for compare: one per model, in order).",
     show_default=False)]
-DeviceOpt = Annotated[Device, typer.Option(
-    "--device", help="auto: cuda when onnxruntime has the CUDA provider and torch sees a GPU, else cpu.",
-    case_sensitive=False, rich_help_panel=MODEL_PANEL)]
+def parse_device_choice(text: str) -> str:
+    """`--device`: auto, or what `engine.devices` accepts (cpu, cuda, cuda:N), in its canonical spelling."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return device_name(text)
+    except BadInputError:
+        raise typer.BadParameter(f"{text!r} is not auto, cpu, cuda or cuda:N (N a GPU index)") from None
+
+
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", parser=parse_device_choice, metavar="auto|cpu|cuda|cuda:N",
+    help="auto: cuda when onnxruntime has the CUDA provider and torch sees a GPU, else cpu; cuda:N picks GPU N.",
+    rich_help_panel=MODEL_PANEL)]
 LabelsOpt = Annotated[Optional[str], typer.Option(
     "--labels", help="Class names: fer2013, food11, digits, or a comma-separated list a,b,c.",
     rich_help_panel=MODEL_PANEL, show_default=False)]

@@ -30,3 +30,8 @@ def device_name(device: DeviceLike) -> str:
     """The canonical spelling: "cpu", "cuda" or "cuda:N" (what results record)."""
     kind, index = parse_device(device)
     return kind if index is None else f"{kind}:{index}"
+
+
+def is_cuda(device: DeviceLike) -> bool:
+    """Whether `device` is a GPU ("cuda" or "cuda:N")."""
+    return parse_device(device)[0] == "cuda"

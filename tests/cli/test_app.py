@@ -13,6 +13,7 @@ from rich.console import Console
 from onnxplain.cli import loading
 from onnxplain.cli.app import app
 from onnxplain.cli.progress import ProgressBars
+from onnxplain.engine.errors import BadInputError
 from tests.cli.helpers import assert_json, assert_ok, assert_user_error, invoke
 
 COMMANDS = ("export", "inspect", "explain", "filters", "activations", "dream", "evaluate", "report", "demo")
@@ -62,6 +63,24 @@ def test_unknown_command_and_bad_option_values_are_usage_errors(tiny_onnx) -> No
     assert_user_error(invoke("inspect", tiny_onnx(), "--device", "gpu"), "--device", "gpu")
     assert_user_error(invoke("explain", tiny_onnx(), "x.png", "--samples", "many"), "--samples")
     assert_user_error(invoke("inspect"), "Missing argument")
+
+
+def test_device_takes_a_gpu_index_and_any_case(monkeypatch, tiny_onnx) -> None:
+    """`--device cuda:N` reaches the engine as that device (its own one-line error on a machine without
+    that GPU); `CPU` is cpu; other forms are usage errors."""
+    import onnxplain.engine.model as model_module
+
+    seen = []
+
+    def model(path, device, **kwargs):
+        seen.append(device)
+        raise BadInputError(f'device="{device}" stops here', params=("device",))
+
+    monkeypatch.setattr(model_module, "Model", model)
+    assert_user_error(invoke("inspect", tiny_onnx(), "--device", "cuda:1"), "--device cuda:1 stops here")
+    assert_user_error(invoke("inspect", tiny_onnx(), "--device", "CPU"), "--device cpu stops here")
+    assert seen == ["cuda:1", "cpu"]
+    assert_user_error(invoke("inspect", tiny_onnx(), "--device", "cuda:x"), "--device", "cuda:N")
 
 
 def test_internal_error_is_one_line_with_a_debug_hint(monkeypatch, tiny_onnx) -> None:
