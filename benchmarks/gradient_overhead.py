@@ -41,13 +41,6 @@ GOALS = {"overhead": 1.15, "plain": {1: 1.5, 16: 2.0}}
 SIDES = ("ours", "captum on ours", "captum on plain")
 
 
-class OurModuleReferences(References):
-    """Captum's calls as `References` builds them, on onnxplain's own optimised module."""
-
-    def scored(self, params: dict[str, Any]) -> Any:
-        return self.model.torch_scores(params.get("target_output", "logit"))
-
-
 def row_calls(model: Model, method: str, images: np.ndarray, seed: int = 0) -> list[Callable[[], Any]]:
     """The three prepared calls of one row (see the module doc), Captum's first run done."""
     params = get_method(method).bench_params
@@ -55,8 +48,8 @@ def row_calls(model: Model, method: str, images: np.ndarray, seed: int = 0) -> l
     targets = resolve_targets(model, x, None)
     # The same model input as Captum's: preprocessing the faces (a resize each) is not method code.
     ours = lambda: explain(model, x, method, preprocessed=True, seed=seed, **params)  # noqa: E731
-    refs = [next(iter(cls(model).build(method, x, targets, params, seed=seed).values()))
-            for cls in (OurModuleReferences, References)]
+    refs = [next(iter(References(model, own_module=own).build(method, x, targets, params, seed=seed).values()))
+            for own in (True, False)]
     return [ours, *refs]
 
 
