@@ -344,7 +344,7 @@ def forward_passes(params: dict[str, Any], spec: Any) -> int:
 
 
 # Report and grade: LIME in rounds until its top-5 is as stable as the lime package's at 1,000 samples,
-# with 22-53% fewer forwards (benchmarks/results/lime_stability.md).
+# with 20-44% fewer forwards (benchmarks/results/lime_stability.md).
 @register("lime", backend="onnxruntime", default_batch_size=None, title="LIME", text=TEXT,
           signed=True, report_params={"samples": AUTO}, bench_params={"samples": 1000},
           reference="lime LimeImageExplainer", forward_passes=forward_passes,
