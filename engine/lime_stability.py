@@ -69,41 +69,37 @@ def ridge_covariance(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, c
                      intercept: float, alpha: float) -> np.ndarray:
     """Sandwich covariance (S, S), HC3, of the weighted ridge's coefficients for one image and one class:
     data (n, S) patterns, target (n,) outputs, kernel (n,) sample weights, coef (S,) and intercept fitted."""
-    X = np.asarray(data, dtype=np.float64)
-    w = np.asarray(kernel, dtype=np.float64)
-    n, s = X.shape
-    resid = np.asarray(target, dtype=np.float64) - (X @ coef + intercept)
-    root_w = np.sqrt(w)
-    U = (X - (w @ X) / w.sum()) * root_w[:, None]  # rows of the whitened, centred design
-    A = U.T @ U
-    A[np.diag_indices(s)] += alpha
-    a_inv = np.linalg.inv(A)
-    lev = np.einsum("is,st,it->i", U, a_inv, U)
-    g = U * (root_w * resid / np.clip(1.0 - lev, 1e-6, None))[:, None]
-    cov = a_inv @ (g.T @ g) @ a_inv
-    return (cov + cov.T) / 2
+    return clustered_covariance(data, target, kernel, coef, intercept, alpha, cluster=1)
 
 
 def paired_covariance(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, coef: np.ndarray,
                       intercept: float, alpha: float) -> np.ndarray:
-    """`ridge_covariance` for patterns drawn in pairs (rows 2j, 2j+1; an even number of rows): the
-    cluster-robust sandwich with each pair's residuals corrected for its leverage, (I - H_gg)^-1 r_g
-    (CR3, the jackknife over pairs), since a pair, not a row, is the independent draw."""
+    """`ridge_covariance` for patterns drawn in pairs (rows 2j, 2j+1; an even number of rows), since a
+    pair, not a row, is the independent draw."""
+    if len(data) % 2:
+        raise ValueError(f"paired patterns come in pairs, got {len(data)} rows")
+    return clustered_covariance(data, target, kernel, coef, intercept, alpha, cluster=2)
+
+
+def clustered_covariance(data: np.ndarray, target: np.ndarray, kernel: np.ndarray, coef: np.ndarray,
+                         intercept: float, alpha: float, *, cluster: int) -> np.ndarray:
+    """The cluster-robust sandwich over clusters of `cluster` consecutive rows, each cluster's residuals
+    corrected for its leverage, (I - H_gg)^-1 r_g (CR3, the jackknife over clusters; HC3 for single rows)."""
     X = np.asarray(data, dtype=np.float64)
     w = np.asarray(kernel, dtype=np.float64)
     n, s = X.shape
-    if n % 2:
-        raise ValueError(f"paired patterns come in pairs, got {n} rows")
+    if n % cluster:
+        raise ValueError(f"patterns come in groups of {cluster}, got {n} rows")
     resid = np.asarray(target, dtype=np.float64) - (X @ coef + intercept)
     root_w = np.sqrt(w)
     U = (X - (w @ X) / w.sum()) * root_w[:, None]  # rows of the whitened, centred design
     A = U.T @ U
     A[np.diag_indices(s)] += alpha
     a_inv = np.linalg.inv(A)
-    U2, e2 = U.reshape(-1, 2, s), (root_w * resid).reshape(-1, 2)
-    lev = np.einsum("gas,st,gbt->gab", U2, a_inv, U2)
-    e_adj = np.linalg.solve(np.eye(2) - lev, e2[..., None])[..., 0]
-    g = np.einsum("gas,ga->gs", U2, e_adj)
+    Ug, eg = U.reshape(-1, cluster, s), (root_w * resid).reshape(-1, cluster)
+    lev = np.einsum("gas,st,gbt->gab", Ug, a_inv, Ug)
+    e_adj = np.linalg.solve(np.eye(cluster) - lev, eg[..., None])[..., 0]
+    g = np.einsum("gas,ga->gs", Ug, e_adj)
     cov = a_inv @ (g.T @ g) @ a_inv
     return (cov + cov.T) / 2
 
