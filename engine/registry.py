@@ -188,8 +188,9 @@ def explain(
             f"its parameters: {', '.join(sorted(info.params)) or 'none'}"
         )
     x = model.spec.check_model_input(images) if preprocessed else model.spec.to_model_input(images)
-    predict_in_method = info.backend == "torch" and (targets is None or (isinstance(targets, str) and targets == "pred"))
-    tgt = None if predict_in_method else resolve_targets(model, x, targets)
+    # A gradient method predicts the class in its own torch forward (no onnxruntime run first).
+    predicted = targets is None or (isinstance(targets, str) and targets == "pred")
+    tgt = None if predicted and info.backend == "torch" else resolve_targets(model, x, targets)
     bs = int(batch_size or info.default_batch_size or model.forward_batch_size())
     if bs < 1:
         raise BadInputError(f"batch_size must be at least 1, got {bs}")
